@@ -1,0 +1,92 @@
+// ISA-agnostic declarations shared by the dispatcher, the parallel driver, the bindings and the
+// per-ISA kernel files. Nothing here depends on an instruction set.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace adaptopt {
+
+enum class Algo : int { RMSprop = 0, Adagrad = 1, Adadelta = 2, Adam = 3 };
+constexpr int kNumAlgos = 4;
+
+enum class DType : int { F32 = 0, F64 = 1 };
+
+enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+constexpr int kNumIsas = 3;
+
+// Option bits of Hyper::flags.
+enum : unsigned {
+  kCentered = 1u << 0,
+  kNesterov = 1u << 1,
+  kEpsInSqrt = 1u << 2,
+  kMaximize = 1u << 3,
+  kAmsgrad = 1u << 4,
+  kDecoupled = 1u << 5,
+};
+
+// Hyperparameters of one param group, as the user gave them (validated in Python).
+// a = alpha (RMSprop), rho (Adadelta), beta1 (Adam); b = beta2 (Adam), lr_decay (Adagrad).
+struct Hyper {
+  Algo algo = Algo::RMSprop;
+  double lr = 0, a = 0, b = 0, eps = 0, weight_decay = 0, momentum = 0;
+  unsigned flags = 0;
+};
+
+// Up to three state buffers per parameter, in the order each algorithm defines:
+//   RMSprop: square_avg, momentum_buffer, grad_avg   Adagrad: sum
+//   Adadelta: square_avg, acc_delta                   Adam: exp_avg, exp_avg_sq, max_exp_avg_sq
+constexpr int kMaxSlots = 3;
+
+// One tensor of one step. c0/c1 are the step-dependent scalars, computed in double by the
+// driver (Adagrad: c0 = clr; Adam: c0 = lr / bc1, c1 = 1 / sqrt(bc2)).
+struct TensorRef {
+  void* p = nullptr;
+  const void* g = nullptr;
+  void* s[kMaxSlots] = {nullptr, nullptr, nullptr};
+  std::size_t n = 0;
+  DType dtype = DType::F32;
+  double c0 = 0, c1 = 0;
+};
+
+// Updates elements [begin, end) of one tensor.
+using ChunkFn = void (*)(const Hyper&, const TensorRef&, std::size_t begin, std::size_t end);
+
+struct KernelTable {
+  const char* name;
+  ChunkFn fn[kNumAlgos][2];  // [algo][dtype]
+};
+
+// Defined once per ISA file (only those compiled for this architecture exist).
+const KernelTable& kernel_table_scalar();
+#if defined(ADAPTOPT_X86)
+const KernelTable& kernel_table_avx2();
+const KernelTable& kernel_table_avx512();
+#endif
+
+// dispatch.cpp: CPU detection and the active table.
+bool isa_supported(Isa isa);
+const char* isa_name(Isa isa);
+bool isa_from_name(const char* name, Isa* out);
+Isa active_isa();
+void set_active_isa(Isa isa);  // caller checks isa_supported first
+const KernelTable& active_table();
+
+// parallel.cpp: the one OpenMP region per step.
+int get_num_threads();
+void set_num_threads(int n);
+std::size_t parallel_threshold();
+void set_parallel_threshold(std::size_t elements);
+// Sets t.c0/t.c1 for the step number `step` (1 for the first update), in double.
+void fill_step_scalars(TensorRef& t, const Hyper& h, std::int64_t step);
+// Updates every element of every tensor in one parallel region (or none below the threshold).
+// hypers[i] applies to tensors[i]. Results do not depend on the thread count.
+void run_step(const TensorRef* tensors, const Hyper* const* hypers, std::size_t count);
+
+}  // namespace adaptopt
+
+namespace adaptopt {
+// Applies ADAPTOPT_ISA if set. Returns false with *error set when the name is unknown or the
+// ISA is not usable on this CPU; the best supported ISA stays active then.
+bool apply_isa_env(const char** error_name, bool* unknown);
+}  // namespace adaptopt

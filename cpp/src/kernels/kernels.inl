@@ -1,0 +1,191 @@
+// Every update rule, written once as a template over the vector type. Each isa_*.cpp file
+// defines AO_ISA_NS and includes this file; the same element function runs the vector body
+// and (with the width-1 Scalar<T>) the tail, so the math exists once.
+//
+// The op order follows torch.optim's single-tensor CPU path (addcmul -> fused multiply-add,
+// addcdiv -> x + (v*a)/b, lerp with weight < 0.5 -> a + w*(b-a)).
+#include <cstddef>
+#include <type_traits>
+
+#include "adaptopt/kernels.h"
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace adaptopt {
+namespace AO_ISA_NS {
+namespace {
+
+#include "kernels/vec.h"
+
+#if defined(__AVX512F__)
+template <class T> struct Wide { using type = std::conditional_t<sizeof(T) == 4, F32x16, F64x8>; };
+#elif defined(__AVX2__) && defined(__FMA__)
+template <class T> struct Wide { using type = std::conditional_t<sizeof(T) == 4, F32x8, F64x4>; };
+#else
+template <class T> struct Wide { using type = Scalar<T>; };
+#endif
+
+// Calls f(V{}, i) for every vector-width block of [begin, end), then f(Scalar<T>{}, i) for
+// each element of the tail.
+template <class T, class F>
+AO_INLINE void for_each_block(std::size_t begin, std::size_t end, F&& f) {
+  using V = typename Wide<T>::type;
+  std::size_t i = begin;
+  if constexpr (V::kLanes > 1) {
+    for (; i + V::kLanes <= end; i += V::kLanes) f(V{}, i);
+  }
+  for (; i < end; ++i) f(Scalar<T>{}, i);
+}
+
+template <class T>
+struct Buffers {
+  T* __restrict p;
+  const T* __restrict g;
+  T* __restrict s0;
+  T* __restrict s1;
+  T* __restrict s2;
+  explicit Buffers(const TensorRef& t)
+      : p(static_cast<T*>(t.p)), g(static_cast<const T*>(t.g)), s0(static_cast<T*>(t.s[0])),
+        s1(static_cast<T*>(t.s[1])), s2(static_cast<T*>(t.s[2])) {}
+};
+
+// g = (maximize ? -grad : grad) + [weight_decay * p]
+template <class V>
+AO_INLINE V effective_grad(V g, V p, bool maximize, bool has_wd, typename V::Elem wd) {
+  using T = typename V::Elem;
+  if (maximize) g = g * V::set(T(-1));
+  if (has_wd) g = mul_add(V::set(wd), p, g);
+  return g;
+}
+
+// square_avg.mul_(a).addcmul_(g, g, value=1-a)
+template <class V>
+AO_INLINE V ema_sq(V s, V g, typename V::Elem a, typename V::Elem one_minus_a) {
+  return mul_add(V::set(one_minus_a) * g, g, s * V::set(a));
+}
+
+// ---------------------------------------------------------------------------------------------
+// RMSprop: s0 = square_avg, s1 = momentum_buffer, s2 = grad_avg
+template <class T>
+void rmsprop_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end) {
+  const Buffers<T> b(t);
+  const T wd = T(h.weight_decay), alpha = T(h.a), one_m_alpha = T(1.0 - h.a), eps = T(h.eps);
+  const T mom = T(h.momentum), neg_lr = T(-h.lr);
+  const bool maximize = h.flags & kMaximize, has_wd = h.weight_decay != 0;
+  const bool centered = h.flags & kCentered, nesterov = h.flags & kNesterov;
+  const bool in_sqrt = h.flags & kEpsInSqrt, has_mom = h.momentum != 0;
+  for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
+    using V = decltype(tag);
+    const V p = V::load(b.p + i);
+    const V g = effective_grad(V::load(b.g + i), p, maximize, has_wd, wd);
+    const V sq = ema_sq(V::load(b.s0 + i), g, alpha, one_m_alpha);
+    sq.store(b.s0 + i);
+    V avg = sq;
+    if (centered) {
+      V ga = V::load(b.s2 + i);
+      ga = mul_add(V::set(one_m_alpha), g - ga, ga);
+      ga.store(b.s2 + i);
+      avg = mul_add(ga * V::set(T(-1)), ga, sq);
+    }
+    const V denom = in_sqrt ? sqrt(avg + V::set(eps)) : sqrt(avg) + V::set(eps);
+    if (has_mom) {
+      const V u = g / denom;
+      const V buf = V::load(b.s1 + i) * V::set(mom) + u;
+      buf.store(b.s1 + i);
+      const V upd = nesterov ? mul_add(V::set(mom), buf, u) : buf;
+      mul_add(V::set(neg_lr), upd, p).store(b.p + i);
+    } else {
+      (p + (V::set(neg_lr) * g) / denom).store(b.p + i);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adagrad: s0 = sum; t.c0 = lr / (1 + (step - 1) * lr_decay)
+template <class T>
+void adagrad_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end) {
+  const Buffers<T> b(t);
+  const T wd = T(h.weight_decay), eps = T(h.eps), neg_clr = T(-t.c0);
+  const bool maximize = h.flags & kMaximize, has_wd = h.weight_decay != 0;
+  for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
+    using V = decltype(tag);
+    const V p = V::load(b.p + i);
+    const V g = effective_grad(V::load(b.g + i), p, maximize, has_wd, wd);
+    const V sum = mul_add(g, g, V::load(b.s0 + i));
+    sum.store(b.s0 + i);
+    (p + (V::set(neg_clr) * g) / (sqrt(sum) + V::set(eps))).store(b.p + i);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adadelta: s0 = square_avg, s1 = acc_delta
+template <class T>
+void adadelta_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end) {
+  const Buffers<T> b(t);
+  const T wd = T(h.weight_decay), rho = T(h.a), one_m_rho = T(1.0 - h.a), eps = T(h.eps);
+  const T neg_lr = T(-h.lr);
+  const bool maximize = h.flags & kMaximize, has_wd = h.weight_decay != 0;
+  for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
+    using V = decltype(tag);
+    const V p = V::load(b.p + i);
+    const V g = effective_grad(V::load(b.g + i), p, maximize, has_wd, wd);
+    const V sq = ema_sq(V::load(b.s0 + i), g, rho, one_m_rho);
+    sq.store(b.s0 + i);
+    const V acc = V::load(b.s1 + i);
+    const V delta = sqrt(acc + V::set(eps)) / sqrt(sq + V::set(eps)) * g;
+    ema_sq(acc, delta, rho, one_m_rho).store(b.s1 + i);
+    mul_add(V::set(neg_lr), delta, p).store(b.p + i);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adam: s0 = exp_avg, s1 = exp_avg_sq, s2 = max_exp_avg_sq; t.c0 = lr / bc1, t.c1 = 1/sqrt(bc2)
+template <class T>
+void adam_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end) {
+  const Buffers<T> b(t);
+  const T wd = T(h.weight_decay), w1 = T(1.0 - h.a), w1c = T(h.a), beta2 = T(h.b);
+  const T one_m_beta2 = T(1.0 - h.b), eps = T(h.eps), neg_step = T(-t.c0), inv_bc2 = T(t.c1);
+  const T decay = T(1.0 - h.lr * h.weight_decay);
+  const bool maximize = h.flags & kMaximize, amsgrad = h.flags & kAmsgrad;
+  const bool decoupled = h.flags & kDecoupled, has_wd = h.weight_decay != 0;
+  const bool lerp_low = (1.0 - h.a) < 0.5;
+  for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
+    using V = decltype(tag);
+    V p = V::load(b.p + i);
+    const V g = effective_grad(V::load(b.g + i), p, maximize, has_wd && !decoupled, wd);
+    if (has_wd && decoupled) p = p * V::set(decay);
+    V m = V::load(b.s0 + i);
+    // exp_avg.lerp_(g, 1 - beta1)
+    m = lerp_low ? mul_add(V::set(w1), g - m, m) : mul_add(V::set(-w1c), g - m, g);
+    m.store(b.s0 + i);
+    const V v = ema_sq(V::load(b.s1 + i), g, beta2, one_m_beta2);
+    v.store(b.s1 + i);
+    V vv = v;
+    if (amsgrad) {
+      vv = max_nan(V::load(b.s2 + i), v);
+      vv.store(b.s2 + i);
+    }
+    const V denom = sqrt(vv) * V::set(inv_bc2) + V::set(eps);
+    (p + (V::set(neg_step) * m) / denom).store(b.p + i);
+  });
+}
+
+}  // namespace
+
+const KernelTable& table() {
+  static const KernelTable t = {
+      AO_ISA_NAME,
+      {
+          {&rmsprop_chunk<float>, &rmsprop_chunk<double>},
+          {&adagrad_chunk<float>, &adagrad_chunk<double>},
+          {&adadelta_chunk<float>, &adadelta_chunk<double>},
+          {&adam_chunk<float>, &adam_chunk<double>},
+      },
+  };
+  return t;
+}
+
+}  // namespace AO_ISA_NS
+}  // namespace adaptopt

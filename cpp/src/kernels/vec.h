@@ -1,0 +1,106 @@
+// Thin typed vector wrappers (<immintrin.h> is included by kernels.inl at global scope).
+// Included only by kernels.inl inside an ISA-named namespace, so
+// every symbol here is distinct per ISA file: nothing compiled with AVX-512 flags can be merged
+// by the linker into the baseline path. Only builtins and intrinsics are used (no std:: math
+// functions, whose out-of-line copies would be shared across files).
+//
+// Every wrapper has the same operations: load, store, set, + - * /, sqrt, mul_add, max_nan.
+// Scalar<T> is the width-1 vector used for the tail of every ISA and for the whole baseline path.
+#pragma once
+
+#define AO_INLINE inline __attribute__((always_inline))
+
+template <class T>
+struct Scalar {
+  using Elem = T;
+  static constexpr std::size_t kLanes = 1;
+  T v;
+  static AO_INLINE Scalar load(const T* p) { return {*p}; }
+  static AO_INLINE Scalar set(T x) { return {x}; }
+  AO_INLINE void store(T* p) const { *p = v; }
+  friend AO_INLINE Scalar operator+(Scalar a, Scalar b) { return {a.v + b.v}; }
+  friend AO_INLINE Scalar operator-(Scalar a, Scalar b) { return {a.v - b.v}; }
+  friend AO_INLINE Scalar operator*(Scalar a, Scalar b) { return {a.v * b.v}; }
+  friend AO_INLINE Scalar operator/(Scalar a, Scalar b) { return {a.v / b.v}; }
+  friend AO_INLINE Scalar sqrt(Scalar a) {
+    if constexpr (sizeof(T) == 4) return {__builtin_sqrtf(a.v)};
+    else return {__builtin_sqrt(a.v)};
+  }
+  // a*b + c. Fused where the ISA has FMA so that the tail rounds exactly like the vector body.
+  friend AO_INLINE Scalar mul_add(Scalar a, Scalar b, Scalar c) {
+#if defined(__FMA__)
+    if constexpr (sizeof(T) == 4) return {__builtin_fmaf(a.v, b.v, c.v)};
+    else return {__builtin_fma(a.v, b.v, c.v)};
+#else
+    return {a.v * b.v + c.v};
+#endif
+  }
+  // (a > b) ? a : b, the semantics of x86 MAXPS: returns b when either is NaN.
+  friend AO_INLINE Scalar max_nan(Scalar a, Scalar b) { return {a.v > b.v ? a.v : b.v}; }
+};
+
+#if defined(__AVX2__) && defined(__FMA__)
+struct F32x8 {
+  using Elem = float;
+  static constexpr std::size_t kLanes = 8;
+  __m256 v;
+  static AO_INLINE F32x8 load(const float* p) { return {_mm256_loadu_ps(p)}; }
+  static AO_INLINE F32x8 set(float x) { return {_mm256_set1_ps(x)}; }
+  AO_INLINE void store(float* p) const { _mm256_storeu_ps(p, v); }
+  friend AO_INLINE F32x8 operator+(F32x8 a, F32x8 b) { return {_mm256_add_ps(a.v, b.v)}; }
+  friend AO_INLINE F32x8 operator-(F32x8 a, F32x8 b) { return {_mm256_sub_ps(a.v, b.v)}; }
+  friend AO_INLINE F32x8 operator*(F32x8 a, F32x8 b) { return {_mm256_mul_ps(a.v, b.v)}; }
+  friend AO_INLINE F32x8 operator/(F32x8 a, F32x8 b) { return {_mm256_div_ps(a.v, b.v)}; }
+  friend AO_INLINE F32x8 sqrt(F32x8 a) { return {_mm256_sqrt_ps(a.v)}; }
+  friend AO_INLINE F32x8 mul_add(F32x8 a, F32x8 b, F32x8 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+  friend AO_INLINE F32x8 max_nan(F32x8 a, F32x8 b) { return {_mm256_max_ps(a.v, b.v)}; }
+};
+struct F64x4 {
+  using Elem = double;
+  static constexpr std::size_t kLanes = 4;
+  __m256d v;
+  static AO_INLINE F64x4 load(const double* p) { return {_mm256_loadu_pd(p)}; }
+  static AO_INLINE F64x4 set(double x) { return {_mm256_set1_pd(x)}; }
+  AO_INLINE void store(double* p) const { _mm256_storeu_pd(p, v); }
+  friend AO_INLINE F64x4 operator+(F64x4 a, F64x4 b) { return {_mm256_add_pd(a.v, b.v)}; }
+  friend AO_INLINE F64x4 operator-(F64x4 a, F64x4 b) { return {_mm256_sub_pd(a.v, b.v)}; }
+  friend AO_INLINE F64x4 operator*(F64x4 a, F64x4 b) { return {_mm256_mul_pd(a.v, b.v)}; }
+  friend AO_INLINE F64x4 operator/(F64x4 a, F64x4 b) { return {_mm256_div_pd(a.v, b.v)}; }
+  friend AO_INLINE F64x4 sqrt(F64x4 a) { return {_mm256_sqrt_pd(a.v)}; }
+  friend AO_INLINE F64x4 mul_add(F64x4 a, F64x4 b, F64x4 c) { return {_mm256_fmadd_pd(a.v, b.v, c.v)}; }
+  friend AO_INLINE F64x4 max_nan(F64x4 a, F64x4 b) { return {_mm256_max_pd(a.v, b.v)}; }
+};
+#endif
+
+#if defined(__AVX512F__)
+struct F32x16 {
+  using Elem = float;
+  static constexpr std::size_t kLanes = 16;
+  __m512 v;
+  static AO_INLINE F32x16 load(const float* p) { return {_mm512_loadu_ps(p)}; }
+  static AO_INLINE F32x16 set(float x) { return {_mm512_set1_ps(x)}; }
+  AO_INLINE void store(float* p) const { _mm512_storeu_ps(p, v); }
+  friend AO_INLINE F32x16 operator+(F32x16 a, F32x16 b) { return {_mm512_add_ps(a.v, b.v)}; }
+  friend AO_INLINE F32x16 operator-(F32x16 a, F32x16 b) { return {_mm512_sub_ps(a.v, b.v)}; }
+  friend AO_INLINE F32x16 operator*(F32x16 a, F32x16 b) { return {_mm512_mul_ps(a.v, b.v)}; }
+  friend AO_INLINE F32x16 operator/(F32x16 a, F32x16 b) { return {_mm512_div_ps(a.v, b.v)}; }
+  friend AO_INLINE F32x16 sqrt(F32x16 a) { return {_mm512_sqrt_ps(a.v)}; }
+  friend AO_INLINE F32x16 mul_add(F32x16 a, F32x16 b, F32x16 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+  friend AO_INLINE F32x16 max_nan(F32x16 a, F32x16 b) { return {_mm512_max_ps(a.v, b.v)}; }
+};
+struct F64x8 {
+  using Elem = double;
+  static constexpr std::size_t kLanes = 8;
+  __m512d v;
+  static AO_INLINE F64x8 load(const double* p) { return {_mm512_loadu_pd(p)}; }
+  static AO_INLINE F64x8 set(double x) { return {_mm512_set1_pd(x)}; }
+  AO_INLINE void store(double* p) const { _mm512_storeu_pd(p, v); }
+  friend AO_INLINE F64x8 operator+(F64x8 a, F64x8 b) { return {_mm512_add_pd(a.v, b.v)}; }
+  friend AO_INLINE F64x8 operator-(F64x8 a, F64x8 b) { return {_mm512_sub_pd(a.v, b.v)}; }
+  friend AO_INLINE F64x8 operator*(F64x8 a, F64x8 b) { return {_mm512_mul_pd(a.v, b.v)}; }
+  friend AO_INLINE F64x8 operator/(F64x8 a, F64x8 b) { return {_mm512_div_pd(a.v, b.v)}; }
+  friend AO_INLINE F64x8 sqrt(F64x8 a) { return {_mm512_sqrt_pd(a.v)}; }
+  friend AO_INLINE F64x8 mul_add(F64x8 a, F64x8 b, F64x8 c) { return {_mm512_fmadd_pd(a.v, b.v, c.v)}; }
+  friend AO_INLINE F64x8 max_nan(F64x8 a, F64x8 b) { return {_mm512_max_pd(a.v, b.v)}; }
+};
+#endif

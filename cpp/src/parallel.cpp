@@ -1,0 +1,103 @@
+// The only place with OpenMP pragmas: one parallel region per step over every element of every
+// tensor, split into contiguous per-thread ranges whose boundaries fall on 64-byte lines of the
+// parameter buffer. Compiled for the baseline ISA.
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "adaptopt/kernels.h"
+
+namespace adaptopt {
+namespace {
+
+std::atomic<int> g_threads{0};
+// Below this many elements in a step, one thread does the work: waking a team costs more than
+// the parallel speedup (set from bench measurements; see README).
+std::atomic<std::size_t> g_threshold{1u << 15};
+
+std::size_t elem_size(DType d) { return d == DType::F32 ? 4 : 8; }
+
+}  // namespace
+
+int get_num_threads() {
+  int n = g_threads.load(std::memory_order_relaxed);
+  if (n <= 0) {
+    n = std::max(1, omp_get_max_threads());  // honours OMP_NUM_THREADS
+    g_threads.store(n, std::memory_order_relaxed);
+  }
+  return n;
+}
+
+void set_num_threads(int n) { g_threads.store(n, std::memory_order_relaxed); }
+std::size_t parallel_threshold() { return g_threshold.load(std::memory_order_relaxed); }
+void set_parallel_threshold(std::size_t e) { g_threshold.store(e, std::memory_order_relaxed); }
+
+void fill_step_scalars(TensorRef& t, const Hyper& h, std::int64_t step) {
+  const double s = static_cast<double>(step);
+  switch (h.algo) {
+    case Algo::Adagrad:
+      t.c0 = h.lr / (1.0 + (s - 1.0) * h.b);
+      break;
+    case Algo::Adam:
+      t.c0 = h.lr / (1.0 - std::pow(h.a, s));
+      t.c1 = 1.0 / std::sqrt(1.0 - std::pow(h.b, s));
+      break;
+    default:
+      break;
+  }
+}
+
+void run_step(const TensorRef* ts, const Hyper* const* hs, std::size_t count) {
+  const KernelTable& tab = active_table();
+  auto run = [&](std::size_t k, std::size_t lo, std::size_t hi) {
+    if (lo < hi) tab.fn[static_cast<int>(hs[k]->algo)][static_cast<int>(ts[k].dtype)](*hs[k], ts[k], lo, hi);
+  };
+  std::size_t total = 0;
+  for (std::size_t k = 0; k < count; ++k) total += ts[k].n;
+  const std::size_t threshold = std::max<std::size_t>(parallel_threshold(), 1);
+  const int nthreads = static_cast<int>(
+      std::min<std::size_t>(static_cast<std::size_t>(get_num_threads()), std::max<std::size_t>(total / threshold, 1)));
+  if (nthreads <= 1) {
+    for (std::size_t k = 0; k < count; ++k) run(k, 0, ts[k].n);
+    return;
+  }
+  std::vector<std::size_t> start(count + 1, 0);
+  for (std::size_t k = 0; k < count; ++k) start[k + 1] = start[k] + ts[k].n;
+
+  // Global element offset where thread `part` of `parts` begins, moved forward to the next
+  // 64-byte line of that tensor's parameter buffer so no line is written by two threads.
+  auto boundary = [&](int part, int parts) -> std::size_t {
+    if (part <= 0) return 0;
+    if (part >= parts) return total;
+    const std::size_t raw = static_cast<std::size_t>(
+        (static_cast<unsigned __int128>(total) * static_cast<unsigned>(part)) / static_cast<unsigned>(parts));
+    const std::size_t k = static_cast<std::size_t>(std::upper_bound(start.begin(), start.end(), raw) - start.begin()) - 1;
+    const std::size_t es = elem_size(ts[k].dtype);
+    std::size_t local = raw - start[k];
+    const auto addr = reinterpret_cast<std::uintptr_t>(ts[k].p) + local * es;
+    const std::size_t mis = addr % 64;
+    if (mis != 0 && mis % es == 0) local += (64 - mis) / es;
+    return start[k] + std::min(local, ts[k].n);
+  };
+
+#pragma omp parallel num_threads(nthreads)
+  {
+    const int parts = omp_get_num_threads();
+    const int me = omp_get_thread_num();
+    const std::size_t lo = boundary(me, parts), hi = boundary(me + 1, parts);
+    if (lo < hi) {
+      std::size_t k = static_cast<std::size_t>(std::upper_bound(start.begin(), start.end(), lo) - start.begin()) - 1;
+      for (; k < count && start[k] < hi; ++k) {
+        const std::size_t b = std::max(lo, start[k]) - start[k];
+        const std::size_t e = std::min(hi, start[k + 1]) - start[k];
+        run(k, b, e);
+      }
+    }
+  }
+}
+
+}  // namespace adaptopt

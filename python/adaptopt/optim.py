@@ -1,0 +1,375 @@
+"""Optimizer classes with torch.optim's names, defaults, param groups and state_dict layout.
+
+The difference from torch.optim: there is no ``.grad`` on a NumPy array, so ``step(grads)``
+takes the gradients, one per parameter in parameter order (``None`` skips a parameter).
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+import threading
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+
+from . import _core, _hyper
+
+__all__ = ["Optimizer", "RMSprop", "Adagrad", "Adadelta", "Adam", "AdamW"]
+
+
+class _Runtime:
+    """Native-side bookkeeping of one param group: state buffers, step counters, the native
+    Group over them and the last validated hyperparameters."""
+
+    __slots__ = ("params", "param_list", "bufs", "steps", "native", "key", "built", "complete")
+
+    def __init__(self, params: List[np.ndarray], param_list: list, nslots: int):
+        self.params = list(params)  # the arrays, to detect replaced entries
+        self.param_list = param_list  # the group's own list object
+        self.bufs: List[List[Optional[np.ndarray]]] = [[None] * nslots for _ in params]
+        self.steps = np.zeros(len(params), dtype=np.int64)
+        self.native = None
+        self.key = None
+        self.built = None
+        self.complete = False  # every param has every slot the current hyperparameters need
+
+
+class Optimizer:
+    """Base class. Subclasses set ``_algo``, ``_keys`` (hyperparameters read each step) and
+    ``defaults``."""
+
+    _algo: int
+    _keys: tuple
+
+    def __init__(self, params: Iterable, defaults: Dict[str, Any]):
+        self.defaults = dict(defaults)
+        self._slots = _hyper.SLOTS[self._algo]
+        self._lock = threading.Lock()
+        self.param_groups: List[Dict[str, Any]] = []
+        self._runtimes: List[_Runtime] = []
+        _hyper.BUILDERS[self._algo](self.defaults)
+        if isinstance(params, np.ndarray):
+            raise TypeError("params: expected an iterable of numpy arrays or of param-group dicts, "
+                            "got a single ndarray (wrap it in a list)")
+        groups = list(params)
+        if not groups:
+            raise ValueError("params: optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for g in groups:
+            self.add_param_group(g)
+
+    # -- groups ------------------------------------------------------------------------------
+    def add_param_group(self, param_group: Dict[str, Any]) -> None:
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group: expected a dict, got {type(param_group).__name__}")
+        group = dict(param_group)
+        params = group.get("params")
+        if params is None:
+            raise ValueError("param_group: missing 'params'")
+        if isinstance(params, np.ndarray):
+            params = [params]
+        params = list(params)
+        if not params:
+            raise ValueError("params: optimizer got an empty parameter list")
+        for k, v in self.defaults.items():
+            group.setdefault(k, v)
+        group["params"] = params
+        self._group_defaults(group)
+        built = _hyper.BUILDERS[self._algo](group)
+        first = self._num_params()
+        rt = _Runtime(params, params, len(self._slots))
+        self._init_state(rt, group)
+        rt.native = self._make_native(rt.params, rt.bufs, rt.steps, first)
+        overlap = _core.find_overlap(self._all_params() + params)
+        if overlap is not None:
+            i, j = overlap
+            raise ValueError(f"params[{i}] and params[{j}] overlap in memory "
+                             "(each parameter must be a separate array, listed once)")
+        rt.key, rt.built = self._key(group), built
+        self.param_groups.append(group)
+        self._runtimes.append(rt)
+
+    def _group_defaults(self, group: Dict[str, Any]) -> None:
+        """Hook for options that a subclass fixes (AdamW's decoupled weight decay)."""
+
+    def _init_state(self, rt: _Runtime, group: Dict[str, Any]) -> None:
+        """Hook for eagerly created state (Adagrad)."""
+
+    def _num_params(self) -> int:
+        return sum(len(rt.params) for rt in self._runtimes)
+
+    def _all_params(self) -> List[np.ndarray]:
+        return [p for rt in self._runtimes for p in rt.params]
+
+    def _key(self, group: Dict[str, Any]) -> tuple:
+        return tuple(group[k] for k in self._keys)
+
+    def _make_native(self, params, bufs, steps, first: int):
+        labels = [f"state['{s}']" for s in self._slots]
+        return _core.Group(self._algo, params, bufs, steps, "params", first, labels)
+
+    # -- stepping ----------------------------------------------------------------------------
+    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
+        """Applies one update to every parameter, in place. ``grads`` holds one array per
+        parameter (same order, shape and dtype), or ``None`` to skip that parameter."""
+        if not isinstance(grads, (list, tuple)):
+            if isinstance(grads, np.ndarray):
+                raise TypeError("grads: expected a sequence of arrays (one per parameter), got an ndarray")
+            grads = list(grads)
+        with self._lock:
+            n = self._num_params()
+            if len(grads) != n:
+                raise ValueError(f"grads: expected {n} arrays (one per parameter, in parameter order), "
+                                 f"got {len(grads)}")
+            natives, hypers, pending = [], [], []
+            first = 0
+            for gi, (group, rt) in enumerate(zip(self.param_groups, self._runtimes)):
+                self._check_params_unchanged(gi, group, rt)
+                key = self._key(group)
+                if key != rt.key:
+                    try:
+                        rt.built = _hyper.BUILDERS[self._algo](group)
+                    except (TypeError, ValueError) as e:
+                        rt.key = None
+                        raise type(e)(f"param_groups[{gi}]: {e}") from None
+                    rt.key = key
+                    rt.complete = False
+                native = rt.native
+                if not rt.complete:
+                    new = self._missing_state(rt, grads, first)
+                    if new is not None:
+                        native = self._make_native(rt.params, new, rt.steps, first)
+                        pending.append((rt, new, native))
+                    elif all(g is not None for g in grads[first:first + len(rt.params)]):
+                        rt.complete = True
+                natives.append(native)
+                hypers.append(rt.built.hyper)
+                first += len(rt.params)
+            _core.multi_step(natives, hypers, grads)
+            for rt, bufs, native in pending:  # new state is kept only once the step succeeded
+                rt.bufs, rt.native = bufs, native
+
+    def _check_params_unchanged(self, gi: int, group: Dict[str, Any], rt: _Runtime) -> None:
+        ps = group["params"]
+        if ps is not rt.param_list or len(ps) != len(rt.params) or any(
+                a is not b for a, b in zip(ps, rt.params)):
+            raise ValueError(f"param_groups[{gi}]['params'] was changed after construction; "
+                             "use add_param_group() to add parameters")
+
+    def _missing_state(self, rt: _Runtime, grads, first: int):
+        """New buffer lists if some parameter that has a gradient lacks a slot the current
+        hyperparameters need, else None. Existing buffers are shared, not copied."""
+        needed = rt.built.needed
+        new = None
+        for j, p in enumerate(rt.params):
+            if grads[first + j] is None:
+                continue
+            for s, need in enumerate(needed):
+                if need and rt.bufs[j][s] is None:
+                    if new is None:
+                        new = [list(b) for b in rt.bufs]
+                    new[j][s] = np.zeros_like(p)
+        return new
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def state(self) -> Dict[int, Dict[str, Any]]:
+        """Per-parameter state keyed by the parameter's index (the arrays are live)."""
+        out: Dict[int, Dict[str, Any]] = {}
+        i = 0
+        for rt in self._runtimes:
+            for j in range(len(rt.params)):
+                bufs = rt.bufs[j]
+                if any(b is not None for b in bufs):
+                    entry: Dict[str, Any] = {"step": int(rt.steps[j])}
+                    for name, b in zip(self._slots, bufs):
+                        if b is not None:
+                            entry[name] = b
+                    out[i] = entry
+                i += 1
+        return out
+
+    def state_dict(self) -> Dict[str, Any]:
+        """torch's layout: ``{"state": {index: {...}}, "param_groups": [...]}`` with plain
+        Python values and the live NumPy state arrays (deep-copy it to keep a snapshot)."""
+        groups, i = [], 0
+        for group in self.param_groups:
+            g = {k: v for k, v in group.items() if k != "params"}
+            g["params"] = list(range(i, i + len(group["params"])))
+            i += len(group["params"])
+            groups.append(g)
+        return {"state": self.state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Validates everything first (on any mismatch: an error and nothing changed), then
+        restores copies of the state arrays."""
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
+        if "state" not in state_dict or "param_groups" not in state_dict:
+            raise ValueError("state_dict: expected the keys 'state' and 'param_groups'")
+        saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(saved_groups, (list, tuple)) or not isinstance(saved_state, dict):
+            raise TypeError("state_dict: 'param_groups' must be a list and 'state' a dict")
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"state_dict: has {len(saved_groups)} param groups, the optimizer has "
+                             f"{len(self.param_groups)}")
+        index_of: Dict[Any, tuple] = {}
+        new_groups, new_runtimes = [], []
+        first = 0
+        for gi, (saved, group, rt) in enumerate(zip(saved_groups, self.param_groups, self._runtimes)):
+            if not isinstance(saved, dict) or "params" not in saved:
+                raise ValueError(f"state_dict: param_groups[{gi}] must be a dict with 'params'")
+            ids = list(saved["params"])
+            if len(ids) != len(rt.params):
+                raise ValueError(f"state_dict: param_groups[{gi}] has {len(ids)} params, the optimizer's "
+                                 f"group has {len(rt.params)}")
+            g = {k: v for k, v in saved.items() if k != "params"}
+            for k, v in self.defaults.items():
+                g.setdefault(k, v)
+            g["params"] = group["params"]
+            self._group_defaults(g)
+            try:
+                built = _hyper.BUILDERS[self._algo](g)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"state_dict: param_groups[{gi}]: {e}") from None
+            for j, pid in enumerate(ids):
+                if pid in index_of:
+                    raise ValueError(f"state_dict: parameter id {pid!r} appears twice")
+                index_of[pid] = (gi, j)
+            nrt = _Runtime(rt.params, group["params"], len(self._slots))
+            nrt.key, nrt.built = self._key(g), built
+            new_groups.append(g)
+            new_runtimes.append(nrt)
+        for pid, entry in saved_state.items():
+            if pid not in index_of:
+                raise ValueError(f"state_dict: state for parameter id {pid!r}, which no param group lists")
+            gi, j = index_of[pid]
+            self._load_entry(new_runtimes[gi], new_groups[gi], j, pid, entry)
+        for gi, (g, nrt) in enumerate(zip(new_groups, new_runtimes)):
+            self._init_state(nrt, g)
+            nrt.native = self._make_native(nrt.params, nrt.bufs, nrt.steps, first)
+            first += len(nrt.params)
+        for group, g in zip(self.param_groups, new_groups):  # keep the caller's group dicts
+            group.clear()
+            group.update(g)
+        for nrt, group in zip(new_runtimes, self.param_groups):
+            nrt.param_list = group["params"]
+        self._runtimes = new_runtimes
+
+    def _load_entry(self, rt: _Runtime, group, j: int, pid, entry) -> None:
+        where = f"state_dict: state[{pid!r}]"
+        if not isinstance(entry, dict):
+            raise TypeError(f"{where}: expected a dict, got {type(entry).__name__}")
+        unknown = set(entry) - {"step", *self._slots}
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(map(str, unknown))}")
+        if "step" not in entry:
+            raise ValueError(f"{where}: missing 'step'")
+        step = np.asarray(entry["step"])
+        if step.shape != () or step.dtype.kind not in "iuf" or not np.isfinite(step) or step < 0 \
+                or float(step) != int(step):
+            raise ValueError(f"{where}['step']: expected a non-negative integer, got {entry['step']!r}")
+        rt.steps[j] = int(step)
+        p = rt.params[j]
+        needed = rt.built.needed
+        for s, name in enumerate(self._slots):
+            if name not in entry:
+                if needed[s]:
+                    raise ValueError(f"{where}: missing {name!r}, which these hyperparameters need")
+                continue
+            a = np.asarray(entry[name])
+            if a.dtype != p.dtype:
+                raise TypeError(f"{where}[{name!r}]: dtype {a.dtype} does not match the parameter's {p.dtype}")
+            if a.shape != p.shape:
+                raise ValueError(f"{where}[{name!r}]: shape {a.shape} does not match the parameter's {p.shape}")
+            rt.bufs[j][s] = np.array(a, dtype=p.dtype, order="C", copy=True)
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for k in sorted(k for k in g if k != "params"):
+                lines.append(f"    {k}: {g[k]}")
+        lines.append(")")
+        return "\n".join(lines)
+
+    def __deepcopy__(self, memo):
+        raise TypeError(f"{type(self).__name__} cannot be deep-copied; copy its state_dict() instead")
+
+
+class RMSprop(Optimizer):
+    """RMSprop with torch.optim.RMSprop's semantics (eps outside the sqrt, L2 weight decay, lr
+    outside the momentum buffer), plus ``nesterov`` and ``eps_in_sqrt`` (TF/Keras placement)."""
+
+    _algo = _hyper.RMSPROP
+    _keys = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "nesterov",
+             "eps_in_sqrt", "maximize")
+
+    def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0, momentum: float = 0, centered: bool = False,
+                 nesterov: bool = False, eps_in_sqrt: bool = False, *, maximize: bool = False):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                      momentum=momentum, centered=centered, nesterov=nesterov,
+                                      eps_in_sqrt=eps_in_sqrt, maximize=maximize))
+
+
+class Adagrad(Optimizer):
+    """Adagrad with torch.optim.Adagrad's semantics; state is created at construction. Unlike
+    torch, a per-group ``initial_accumulator_value`` is honoured."""
+
+    _algo = _hyper.ADAGRAD
+    _keys = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize")
+
+    def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0, weight_decay: float = 0,
+                 initial_accumulator_value: float = 0, eps: float = 1e-10, *, maximize: bool = False):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value, eps=eps,
+                                      maximize=maximize))
+
+    def _init_state(self, rt: _Runtime, group: Dict[str, Any]) -> None:
+        iav = float(group["initial_accumulator_value"])
+        for j, p in enumerate(rt.params):
+            if rt.bufs[j][0] is None:
+                rt.bufs[j][0] = np.full_like(p, iav)
+        rt.complete = False
+
+
+class Adadelta(Optimizer):
+    """Adadelta with torch.optim.Adadelta's semantics."""
+
+    _algo = _hyper.ADADELTA
+    _keys = ("lr", "rho", "eps", "weight_decay", "maximize")
+
+    def __init__(self, params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
+                 weight_decay: float = 0, *, maximize: bool = False):
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
+                                      maximize=maximize))
+
+
+class Adam(Optimizer):
+    """Adam with torch.optim.Adam's semantics (eps after bias correction, amsgrad on the raw
+    second moment, L2 or decoupled weight decay)."""
+
+    _algo = _hyper.ADAM
+    _keys = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
+                 decoupled_weight_decay: bool = False):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas) if isinstance(betas, list) else betas,
+                                      eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                                      maximize=maximize, decoupled_weight_decay=decoupled_weight_decay))
+
+
+class AdamW(Adam):
+    """AdamW: Adam with decoupled weight decay (default 1e-2), as torch.optim.AdamW."""
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True)
+
+    def _group_defaults(self, group: Dict[str, Any]) -> None:
+        group["decoupled_weight_decay"] = True
