@@ -49,11 +49,18 @@ bool native_order(const py::detail::PyArrayDescr_Proxy* d) {
 #endif
 }
 
-// Checks that `obj` is an ndarray we may use in place; `label` names it in every message.
+// Names an argument in error messages ("grads[3]"); the string is built only on error.
+struct Name {
+  const std::string& prefix;
+  std::size_t index;
+  std::string str() const { return prefix + "[" + std::to_string(index) + "]"; }
+};
+
+// Checks that `obj` is an ndarray we may use in place; `name` names it in every message.
 // want < 0: any of float32/float64; otherwise exactly that dtype.
-View check_array(py::handle obj, const std::string& label, bool writeable, int want = -1) {
+View check_array(py::handle obj, const Name& name, bool writeable, int want = -1) {
   if (!py::isinstance<py::array>(obj))
-    throw py::type_error(label + ": expected a numpy.ndarray, got " +
+    throw py::type_error(name.str() + ": expected a numpy.ndarray, got " +
                          std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
   auto* a = py::detail::array_proxy(obj.ptr());
   auto* d = py::detail::array_descriptor_proxy(a->descr);
@@ -64,21 +71,21 @@ View check_array(py::handle obj, const std::string& label, bool writeable, int w
   }
   if (kind < 0) {
     if (want >= 0)
-      throw py::type_error(label + ": dtype " + dtype_str(obj) + " does not match the parameter's " +
+      throw py::type_error(name.str() + ": dtype " + dtype_str(obj) + " does not match the parameter's " +
                            (want == 0 ? "float32" : "float64") + " (no implicit casts)");
-    throw py::type_error(label + ": dtype " + dtype_str(obj) +
+    throw py::type_error(name.str() + ": dtype " + dtype_str(obj) +
                          " is not supported (expected float32 or float64)");
   }
   if (want >= 0 && kind != want)
-    throw py::type_error(label + ": dtype " + dtype_str(obj) + " does not match the parameter's " +
+    throw py::type_error(name.str() + ": dtype " + dtype_str(obj) + " does not match the parameter's " +
                          (want == 0 ? "float32" : "float64") + " (no implicit casts)");
   if (!(a->flags & npy::NPY_ARRAY_C_CONTIGUOUS_))
-    throw py::value_error(label + ": array must be C-contiguous (got strides that are not; " +
+    throw py::value_error(name.str() + ": array must be C-contiguous (got strides that are not; " +
                           "use np.ascontiguousarray on a copy you then keep)");
   if (!(a->flags & npy::NPY_ARRAY_ALIGNED_))
-    throw py::value_error(label + ": array data is not aligned to its element size");
+    throw py::value_error(name.str() + ": array data is not aligned to its element size");
   if (writeable && !(a->flags & npy::NPY_ARRAY_WRITEABLE_))
-    throw py::value_error(label + ": array is read-only (it must be writeable: it is updated in place)");
+    throw py::value_error(name.str() + ": array is read-only (it must be writeable: it is updated in place)");
   View v;
   v.data = a->data;
   v.n = 1;
@@ -141,6 +148,7 @@ int slots_of(Algo a) {
     case Algo::Adagrad: return 1;
     case Algo::Adadelta: return 2;
     case Algo::Adam: return 3;
+    case Algo::Probe: return 3;
   }
   return 0;
 }
@@ -156,6 +164,8 @@ bool slot_needed(const Hyper& h, int slot) {
       return slot <= 1;
     case Algo::Adam:
       return slot <= 1 || (slot == 2 && (h.flags & kAmsgrad));
+    case Algo::Probe:
+      return false;  // streams whatever buffers are present
   }
   return false;
 }
@@ -183,7 +193,7 @@ class Group {
     for (std::size_t i = 0; i < np; ++i) {
       const std::string pl = label(i);
       py::handle p = params[i];
-      const View pv = check_array(p, pl, true);
+      const View pv = check_array(p, Name{param_label_, first_index + i}, true);
       refs_.push_back(py::reinterpret_borrow<py::object>(p));
       shapes_.push_back(py::reinterpret_borrow<py::object>(p));
       TensorRef& t = tensors_[i];
@@ -197,8 +207,9 @@ class Group {
       for (int s = 0; s < nslots; ++s) {
         py::handle b = py::reinterpret_borrow<py::list>(st)[s];
         if (b.is_none()) continue;
-        const std::string bl = slot_labels[s] + "[" + std::to_string(first_index + i) + "]";
-        const View bv = check_array(b, bl, true, static_cast<int>(pv.dtype));
+        const Name bn{slot_labels[s], first_index + i};
+        const std::string bl = bn.str();
+        const View bv = check_array(b, bn, true, static_cast<int>(pv.dtype));
         if (!same_shape(b, p))
           throw py::value_error(bl + ": shape " + fmt_shape(py::detail::array_proxy(b.ptr())) +
                                 " does not match the parameter's shape " +
@@ -219,10 +230,6 @@ class Group {
 
   void check_hyper(const Hyper& h) const {
     if (h.algo != algo_) throw py::value_error("hyperparameters are for another algorithm");
-    for (std::size_t i = 0; i < tensors_.size(); ++i)
-      for (int s = 0; s < kMaxSlots; ++s)
-        if (slot_needed(h, s) && tensors_[i].s[s] == nullptr)
-          throw py::value_error("state of " + label(i) + " lacks a buffer these hyperparameters need");
   }
 
   // Validates grads[offset + i] for every tensor; appends the tensors to step. Raises before
@@ -233,21 +240,32 @@ class Group {
     for (std::size_t i = 0; i < tensors_.size(); ++i) {
       py::handle g(grads[offset + i]);
       if (g.is_none()) continue;  // torch semantics: a parameter without a gradient is skipped
-      const std::string gl = "grads[" + std::to_string(offset + i) + "]";
+      static const std::string kGrads = "grads";
+      const Name gn{kGrads, offset + i};
       const TensorRef& t = tensors_[i];
-      const View gv = check_array(g, gl, false, static_cast<int>(t.dtype));
+      for (int s = 0; s < kMaxSlots; ++s)
+        if (slot_needed(*h, s) && t.s[s] == nullptr)
+          throw py::value_error("state of " + label(i) + " lacks a buffer these hyperparameters need");
+      const View gv = check_array(g, gn, false, static_cast<int>(t.dtype));
       if (!same_shape(g, shapes_[i]))
-        throw py::value_error(gl + ": shape " + fmt_shape(py::detail::array_proxy(g.ptr())) +
+        throw py::value_error(gn.str() + ": shape " + fmt_shape(py::detail::array_proxy(g.ptr())) +
                               " does not match the parameter's shape " +
                               fmt_shape(py::detail::array_proxy(shapes_[i].ptr())));
-      const Interval gi = interval_of(gv, gl);
+      const auto lo = reinterpret_cast<std::uintptr_t>(gv.data);
+      const auto hi = lo + gv.n * elem_bytes(gv.dtype);
       for (const Group* other : all)
-        if (const Interval* o = find_overlap(other->written(), gi.lo, gi.hi))
-          throw py::value_error(gl + " overlaps " + o->label + " in memory (a gradient must not share memory " +
-                                "with a buffer the step writes)");
+        if (const Interval* o = find_overlap(other->written(), lo, hi))
+          throw py::value_error(gn.str() + " overlaps " + o->label + " in memory (a gradient must not share " +
+                                "memory with a buffer the step writes)");
       TensorRef r = t;
       r.g = gv.data;
-      fill_step_scalars(r, *h, steps_[i] + 1);
+      // Tensors of a group usually share their step number: reuse the scalars (pow is slow).
+      if (!out.empty() && hyp.back() == h && *counters.back() == steps_[i]) {
+        r.c0 = out.back().c0;
+        r.c1 = out.back().c1;
+      } else {
+        fill_step_scalars(r, *h, steps_[i] + 1);
+      }
       out.push_back(r);
       hyp.push_back(h);
       counters.push_back(&steps_[i]);
@@ -387,8 +405,9 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("find_overlap", [](py::list arrays) -> py::object {
     std::vector<Interval> iv;
+    static const std::string kArrays = "arrays";
     for (std::size_t i = 0; i < arrays.size(); ++i) {
-      const View v = check_array(arrays[i], "arrays[" + std::to_string(i) + "]", false);
+      const View v = check_array(arrays[i], Name{kArrays, i}, false);
       iv.push_back(interval_of(v, std::to_string(i)));
     }
     auto [a, b] = sort_and_find_overlap(iv);

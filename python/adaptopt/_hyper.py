@@ -7,13 +7,12 @@ update reads and writes.
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any, Mapping, NamedTuple
 
 from . import _core
 
-RMSPROP, ADAGRAD, ADADELTA, ADAM = 0, 1, 2, 3
+RMSPROP, ADAGRAD, ADADELTA, ADAM, PROBE = 0, 1, 2, 3, 4
 
 CENTERED, NESTEROV, EPS_IN_SQRT, MAXIMIZE, AMSGRAD, DECOUPLED = (1 << i for i in range(6))
 
@@ -125,5 +124,3 @@ def check_step(step: Any) -> int:
     return int(step)
 
 
-def is_finite_number(x: Any) -> bool:
-    return isinstance(x, numbers.Real) and math.isfinite(x)

@@ -6,8 +6,7 @@ takes the gradients, one per parameter in parameter order (``None`` skips a para
 
 from __future__ import annotations
 
-import copy
-import numbers
+import operator
 import threading
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
@@ -45,6 +44,8 @@ class Optimizer:
     def __init__(self, params: Iterable, defaults: Dict[str, Any]):
         self.defaults = dict(defaults)
         self._slots = _hyper.SLOTS[self._algo]
+        self._key = operator.itemgetter(*self._keys)
+        self._nparams = 0
         self._lock = threading.Lock()
         self.param_groups: List[Dict[str, Any]] = []
         self._runtimes: List[_Runtime] = []
@@ -78,7 +79,7 @@ class Optimizer:
         group["params"] = params
         self._group_defaults(group)
         built = _hyper.BUILDERS[self._algo](group)
-        first = self._num_params()
+        first = self._nparams
         rt = _Runtime(params, params, len(self._slots))
         self._init_state(rt, group)
         rt.native = self._make_native(rt.params, rt.bufs, rt.steps, first)
@@ -90,6 +91,7 @@ class Optimizer:
         rt.key, rt.built = self._key(group), built
         self.param_groups.append(group)
         self._runtimes.append(rt)
+        self._nparams += len(params)
 
     def _group_defaults(self, group: Dict[str, Any]) -> None:
         """Hook for options that a subclass fixes (AdamW's decoupled weight decay)."""
@@ -97,14 +99,8 @@ class Optimizer:
     def _init_state(self, rt: _Runtime, group: Dict[str, Any]) -> None:
         """Hook for eagerly created state (Adagrad)."""
 
-    def _num_params(self) -> int:
-        return sum(len(rt.params) for rt in self._runtimes)
-
     def _all_params(self) -> List[np.ndarray]:
         return [p for rt in self._runtimes for p in rt.params]
-
-    def _key(self, group: Dict[str, Any]) -> tuple:
-        return tuple(group[k] for k in self._keys)
 
     def _make_native(self, params, bufs, steps, first: int):
         labels = [f"state['{s}']" for s in self._slots]
@@ -119,7 +115,7 @@ class Optimizer:
                 raise TypeError("grads: expected a sequence of arrays (one per parameter), got an ndarray")
             grads = list(grads)
         with self._lock:
-            n = self._num_params()
+            n = self._nparams
             if len(grads) != n:
                 raise ValueError(f"grads: expected {n} arrays (one per parameter, in parameter order), "
                                  f"got {len(grads)}")
@@ -153,8 +149,8 @@ class Optimizer:
 
     def _check_params_unchanged(self, gi: int, group: Dict[str, Any], rt: _Runtime) -> None:
         ps = group["params"]
-        if ps is not rt.param_list or len(ps) != len(rt.params) or any(
-                a is not b for a, b in zip(ps, rt.params)):
+        if ps is not rt.param_list or len(ps) != len(rt.params) or not all(
+                map(operator.is_, ps, rt.params)):
             raise ValueError(f"param_groups[{gi}]['params'] was changed after construction; "
                              "use add_param_group() to add parameters")
 

@@ -7,8 +7,9 @@
 
 namespace adaptopt {
 
-enum class Algo : int { RMSprop = 0, Adagrad = 1, Adadelta = 2, Adam = 3 };
-constexpr int kNumAlgos = 4;
+// Probe is the bandwidth probe: the same buffers and passes as an update, trivial arithmetic.
+enum class Algo : int { RMSprop = 0, Adagrad = 1, Adadelta = 2, Adam = 3, Probe = 4 };
+constexpr int kNumAlgos = 5;
 
 enum class DType : int { F32 = 0, F64 = 1 };
 

@@ -172,6 +172,25 @@ void adam_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size
   });
 }
 
+// ---------------------------------------------------------------------------------------------
+// Bandwidth probe: reads p, g and every present state buffer once and writes p and the state
+// buffers once, like an update with the same buffers, with one add per stream. h.lr is 0 at
+// run time, so values do not change but nothing can be optimised away.
+template <class T>
+void probe_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end) {
+  const Buffers<T> b(t);
+  const T k = T(h.lr);
+  const bool has0 = b.s0 != nullptr, has1 = b.s1 != nullptr, has2 = b.s2 != nullptr;
+  for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
+    using V = decltype(tag);
+    const V x = V::load(b.g + i) * V::set(k);
+    (V::load(b.p + i) + x).store(b.p + i);
+    if (has0) (V::load(b.s0 + i) + x).store(b.s0 + i);
+    if (has1) (V::load(b.s1 + i) + x).store(b.s1 + i);
+    if (has2) (V::load(b.s2 + i) + x).store(b.s2 + i);
+  });
+}
+
 }  // namespace
 
 const KernelTable& table() {
@@ -182,6 +201,7 @@ const KernelTable& table() {
           {&adagrad_chunk<float>, &adagrad_chunk<double>},
           {&adadelta_chunk<float>, &adadelta_chunk<double>},
           {&adam_chunk<float>, &adam_chunk<double>},
+          {&probe_chunk<float>, &probe_chunk<double>},
       },
   };
   return t;

@@ -1,0 +1,214 @@
+"""Terminal tables, markdown tables and the plot of adaptopt.bench results (a JSON document)."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, List, Optional, Sequence
+
+PEER_ORDER = ["numpy", "torch-forloop", "torch-foreach", "torch-fused"]
+
+
+# --------------------------------------------------------------------------------------------
+# Formatting
+
+
+def fmt_size(n: int) -> str:
+    """10000000 -> '1e7'; other numbers as they are."""
+    k = round(math.log10(n)) if n > 0 else 0
+    return f"1e{k}" if n == 10**k and k >= 3 else str(n)
+
+
+def fmt_bytes(b: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(b) >= scale:
+            return f"{b / scale:.1f} {unit}"
+    return f"{b:.0f} B"
+
+
+def fmt_time(s: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s * 1e9:.3g} ns"
+
+
+def _speedup(res: Optional[dict]) -> str:
+    if res is None:
+        return "-"
+    if "skipped" in res:
+        return "skip"
+    return f"{res['speedup']:.1f}x"
+
+
+def _peers_in(rows: Iterable[dict]) -> List[str]:
+    seen = {name for r in rows for name in r["peers"]}
+    return [p for p in PEER_ORDER if p in seen] + sorted(seen - set(PEER_ORDER))
+
+
+def _render(header: Sequence[str], rows: List[Sequence[str]], markdown: bool = False) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    fmt = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w)  # noqa: E731
+                                  for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
+
+
+def _varying(rows: List[dict], key: str) -> bool:
+    return len({r[key] for r in rows}) > 1
+
+
+# --------------------------------------------------------------------------------------------
+# Terminal tables
+
+
+def print_table(doc: dict) -> None:
+    points = doc["points"]
+    if not points:
+        print("no points were measured")
+        return
+    peers = _peers_in(points)
+    extra = [k for k in ("dtype", "isa") if _varying(points, k)]
+    header = ["algorithm", "size", *extra, "thr", "median", "min", "max", "Melem/s", "GB/s",
+              "probe GB/s", "of probe", "RSS +", *(f"x {p}" for p in peers)]
+    rows = []
+    for r in points:
+        rows.append([r["name"], fmt_size(r["size"]), *(r[k] for k in extra), str(r["threads"]),
+                     fmt_time(r["median_s"]), fmt_time(r["min_s"]), fmt_time(r["max_s"]),
+                     f"{r['elements_per_s'] / 1e6:.0f}", f"{r['gb_per_s']:.1f}",
+                     f"{r['probe_gb_per_s']:.1f}", f"{r['share_of_probe']:.0%}",
+                     fmt_bytes(r["rss_growth_bytes"]), *(_speedup(r["peers"].get(p)) for p in peers)])
+    print("\nSteps (one tensor; GB/s by the traffic model (3 + 2*n_state) * itemsize per element; "
+          "'x peer' = peer time / adaptopt time)")
+    print(_render(header, rows))
+    if "numpy" in peers:
+        print("numpy is single-threaded (NumPy ufuncs use one thread) at every thread count.")
+
+
+def print_small_table(doc: dict) -> None:
+    small = doc["small"]
+    if not small:
+        return
+    peers = _peers_in(small)
+    extra = [k for k in ("dtype", "isa") if _varying(small, k)]
+    header = ["algorithm", "tensors", *extra, "thr", "adaptopt µs",
+              *(f"{p} µs (x)" for p in peers)]
+    rows = []
+    for r in small:
+        cells = []
+        for p in peers:
+            res = r["peers"].get(p)
+            cells.append("-" if res is None else f"{res['us']:.1f} ({res['speedup']:.1f}x)")
+        rows.append([r["algo"], r["mode"], *(r[k] for k in extra), str(r["threads"]),
+                     f"{r['adaptopt_us']:.2f}", *cells])
+    print("\nSmall steps (µs per step; mode = tensors x elements, '1' = one 1-element tensor)")
+    print(_render(header, rows))
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown (bench/make_table.py)
+
+
+def _pick(rows: List[dict], **want) -> List[dict]:
+    return [r for r in rows if all(r.get(k) == v for k, v in want.items() if v is not None)]
+
+
+def markdown_points(doc: dict, sizes: Sequence[int], threads: Optional[int] = None,
+                    dtype: str = "float32") -> str:
+    """Key points: throughput, share of the probe and speedups over each peer."""
+    threads = threads or max(r["threads"] for r in doc["points"])
+    rows_in = [r for r in _pick(doc["points"], threads=threads, dtype=dtype) if r["size"] in sizes]
+    peers = _peers_in(rows_in)
+    header = ["algorithm", "size", "median", "GB/s", "probe GB/s", "of probe",
+              *(f"x {p}" for p in peers)]
+    rows = [[r["name"], fmt_size(r["size"]), fmt_time(r["median_s"]), f"{r['gb_per_s']:.1f}",
+             f"{r['probe_gb_per_s']:.1f}", f"{r['share_of_probe']:.0%}",
+             *(_speedup(r["peers"].get(p)) for p in peers)] for r in rows_in]
+    return _render(header, rows, markdown=True)
+
+
+def markdown_small(doc: dict, threads: Optional[int] = None, dtype: str = "float32") -> str:
+    small = doc["small"]
+    if not small:
+        return ""
+    threads = threads or max(r["threads"] for r in small)
+    rows_in = _pick(small, threads=threads, dtype=dtype)
+    peers = _peers_in(rows_in)
+    header = ["algorithm", "tensors", "adaptopt µs", *(f"{p} µs" for p in peers)]
+    rows = [[r["algo"], r["mode"], f"{r['adaptopt_us']:.2f}",
+             *("-" if r["peers"].get(p) is None else
+               f"{r['peers'][p]['us']:.1f} ({r['peers'][p]['speedup']:.1f}x)" for p in peers)]
+            for r in rows_in]
+    return _render(header, rows, markdown=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Plot
+
+
+def plot(doc: dict, path: str, dtype: Optional[str] = None, isa: Optional[str] = None) -> None:
+    """One subplot per algorithm: GB/s (traffic model) against size, log-log. adaptopt solid
+    and the probe dotted for each thread count; peers dashed at the largest thread count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = doc["points"]
+    if not points:
+        return
+    dtype = dtype or ("float32" if any(r["dtype"] == "float32" for r in points) else points[0]["dtype"])
+    isa = isa or doc["machine"]["isa"]
+    if not any(r["isa"] == isa for r in points):
+        isa = points[0]["isa"]
+    points = _pick(points, dtype=dtype, isa=isa)
+    names = list(dict.fromkeys(r["name"] for r in points))
+    thread_counts = sorted({r["threads"] for r in points}, reverse=True)
+    peers = _peers_in(points)
+    ncols = min(3, len(names))
+    nrows = math.ceil(len(names) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 3.6 * nrows), squeeze=False,
+                             sharex=True)
+    shade = {t: 0.55 * i / max(1, len(thread_counts) - 1) for i, t in enumerate(thread_counts)}
+    peer_color = {p: f"C{i + 1}" for i, p in enumerate(peers)}
+    for ax, name in zip(axes.flat, names):
+        rows = _pick(points, name=name)
+        for t in thread_counts:
+            rt = sorted(_pick(rows, threads=t), key=lambda r: r["size"])
+            color = str(shade[t])
+            x = [r["size"] for r in rt]
+            ax.plot(x, [r["gb_per_s"] for r in rt], "-o", color=color, ms=3,
+                    label=f"adaptopt, {t} thr")
+            ax.plot(x, [r["probe_gb_per_s"] for r in rt], ":", color=color, lw=1.5,
+                    label=f"probe limit, {t} thr")
+        rt = sorted(_pick(rows, threads=thread_counts[0]), key=lambda r: r["size"])
+        for p in peers:
+            xy = [(r["size"], r["peers"][p]["gb_per_s"]) for r in rt
+                  if "gb_per_s" in r["peers"].get(p, {})]
+            if xy:
+                label = p if p == "numpy" else f"{p}, {thread_counts[0]} thr"
+                ax.plot(*zip(*xy), "--", color=peer_color[p], lw=1.2, marker=".", label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(name)
+        ax.grid(True, which="both", alpha=0.3)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("elements")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("GB/s (traffic model)")
+    handles, labels = {}, {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles.keys()), loc="lower center",
+               ncol=min(4, len(handles)), frameon=False)
+    m = doc["machine"]
+    fig.suptitle(f"adaptopt {doc['version']} step throughput, {dtype}, {isa} — {m['cpu_model']}, "
+                 f"{m['cores']} cores")
+    fig.tight_layout(rect=(0, 0.04 + 0.025 * math.ceil(len(handles) / 4), 1, 0.97))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
