@@ -2,6 +2,7 @@
 // tensor, split into contiguous per-thread ranges whose boundaries fall on 64-byte lines of the
 // parameter buffer. Compiled for the baseline ISA.
 #include <omp.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
@@ -21,9 +22,17 @@ std::atomic<std::size_t> g_threshold{1u << 15};
 
 std::size_t elem_size(DType d) { return d == DType::F32 ? 4 : 8; }
 
+// GNU libgomp's thread pool does not survive fork(): a child that enters a parallel region
+// after the parent used one waits forever. A forked child therefore runs every step on its
+// own thread.
+std::atomic<bool> g_forked_child{false};
+void on_fork_child() { g_forked_child.store(true, std::memory_order_relaxed); }
+const bool g_atfork_registered = pthread_atfork(nullptr, nullptr, &on_fork_child) == 0;
+
 }  // namespace
 
 int get_num_threads() {
+  if (g_forked_child.load(std::memory_order_relaxed)) return 1;
   int n = g_threads.load(std::memory_order_relaxed);
   if (n <= 0) {
     n = std::max(1, omp_get_max_threads());  // honours OMP_NUM_THREADS
