@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from . import _core, _hyper
+from . import _core, _hyper, checkpoint
 
 __all__ = ["Optimizer", "RMSprop", "Adagrad", "Adadelta", "Adam", "AdamW"]
 
@@ -46,7 +46,7 @@ class Optimizer:
         self._slots = _hyper.SLOTS[self._algo]
         self._key = operator.itemgetter(*self._keys)
         self._nparams = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # steps, loads and saves of one optimizer serialize
         self.param_groups: List[Dict[str, Any]] = []
         self._runtimes: List[_Runtime] = []
         _hyper.BUILDERS[self._algo](self.defaults)
@@ -190,6 +190,10 @@ class Optimizer:
     def state_dict(self) -> Dict[str, Any]:
         """torch's layout: ``{"state": {index: {...}}, "param_groups": [...]}`` with plain
         Python values and the live NumPy state arrays (deep-copy it to keep a snapshot)."""
+        with self._lock:
+            return self._state_dict()
+
+    def _state_dict(self) -> Dict[str, Any]:
         groups, i = [], 0
         for group in self.param_groups:
             g = {k: v for k, v in group.items() if k != "params"}
@@ -201,6 +205,21 @@ class Optimizer:
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Validates everything first (on any mismatch: an error and nothing changed), then
         restores copies of the state arrays."""
+        with self._lock:
+            self._load_state_dict(state_dict)
+
+    def save(self, path, *, include_params: bool = True) -> None:
+        """Writes a crash-safe .npz checkpoint of the state (and the parameters): see
+        :mod:`adaptopt.checkpoint`."""
+        with self._lock:
+            checkpoint.save(self, path, include_params=include_params)
+
+    def load(self, path) -> None:
+        """Restores a checkpoint written by :meth:`save`; on any error nothing changes."""
+        with self._lock:
+            checkpoint.load(self, path)
+
+    def _load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
         if "state" not in state_dict or "param_groups" not in state_dict:
@@ -354,9 +373,13 @@ class Adam(Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
                  decoupled_weight_decay: bool = False):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas) if isinstance(betas, list) else betas,
-                                      eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                                      maximize=maximize, decoupled_weight_decay=decoupled_weight_decay))
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad, maximize=maximize,
+                                      decoupled_weight_decay=decoupled_weight_decay))
+
+    def _group_defaults(self, group: Dict[str, Any]) -> None:
+        if isinstance(group.get("betas"), list):  # e.g. from JSON: keep torch's tuple
+            group["betas"] = tuple(group["betas"])
 
 
 class AdamW(Adam):
@@ -368,4 +391,5 @@ class AdamW(Adam):
                          amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True)
 
     def _group_defaults(self, group: Dict[str, Any]) -> None:
+        super()._group_defaults(group)
         group["decoupled_weight_decay"] = True
