@@ -125,6 +125,12 @@ class Algo:
         return getattr(adaptopt, self.class_name)(params, **self.kwargs)
 
 
+def adaptopt_step(algo: Algo, params, grads) -> Callable[[], None]:
+    """One adaptopt step of ``algo`` over ``params`` (the measured implementation)."""
+    opt = algo.make(params)
+    return lambda: opt.step(grads)
+
+
 ALGOS = [
     Algo("rmsprop", "plain", 1),
     Algo("rmsprop", "momentum", 2, dict(momentum=0.9)),

@@ -6,6 +6,7 @@ import math
 from typing import Iterable, List, Optional, Sequence
 
 PEER_ORDER = ["numpy", "torch-forloop", "torch-foreach", "torch-fused"]
+BUSY = 0.25  # other processes' cores above which a point is marked as disturbed
 
 
 # --------------------------------------------------------------------------------------------
@@ -32,6 +33,10 @@ def fmt_time(s: float) -> str:
     return f"{s * 1e9:.3g} ns"
 
 
+def _busy(load: float) -> str:
+    return f"{load:.2f}" + ("*" if load > BUSY else "")
+
+
 def _speedup(res: Optional[dict]) -> str:
     if res is None:
         return "-"
@@ -50,10 +55,13 @@ def _render(header: Sequence[str], rows: List[Sequence[str]], markdown: bool = F
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(lines)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    fmt = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w)  # noqa: E731
-                                  for i, (c, w) in enumerate(zip(cells, widths)))
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:  # first column left-aligned, numbers right-aligned
+        return "  ".join(c.rjust(w) if i else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
 def _varying(rows: List[dict], key: str) -> bool:
@@ -72,19 +80,24 @@ def print_table(doc: dict) -> None:
     peers = _peers_in(points)
     extra = [k for k in ("dtype", "isa") if _varying(points, k)]
     header = ["algorithm", "size", *extra, "thr", "median", "min", "max", "Melem/s", "GB/s",
-              "probe GB/s", "of probe", "RSS +", *(f"x {p}" for p in peers)]
+              "probe GB/s", "of probe", "RSS +", "other", *(f"x {p}" for p in peers)]
     rows = []
     for r in points:
         rows.append([r["name"], fmt_size(r["size"]), *(r[k] for k in extra), str(r["threads"]),
                      fmt_time(r["median_s"]), fmt_time(r["min_s"]), fmt_time(r["max_s"]),
                      f"{r['elements_per_s'] / 1e6:.0f}", f"{r['gb_per_s']:.1f}",
                      f"{r['probe_gb_per_s']:.1f}", f"{r['share_of_probe']:.0%}",
-                     fmt_bytes(r["rss_growth_bytes"]), *(_speedup(r["peers"].get(p)) for p in peers)])
+                     fmt_bytes(r["rss_growth_bytes"]), _busy(r.get("other_load", 0.0)),
+                     *(_speedup(r["peers"].get(p)) for p in peers)])
     print("\nSteps (one tensor; GB/s by the traffic model (3 + 2*n_state) * itemsize per element; "
           "'x peer' = peer time / adaptopt time)")
     print(_render(header, rows))
     if "numpy" in peers:
         print("numpy is single-threaded (NumPy ufuncs use one thread) at every thread count.")
+    busy = sum(r.get("other_load", 0.0) > BUSY for r in points)
+    if busy:
+        print(f"* {busy} point(s) ran while other processes kept more than {BUSY} cores busy "
+              "('other'): their numbers are likely low.")
 
 
 def print_small_table(doc: dict) -> None:
@@ -121,12 +134,20 @@ def markdown_points(doc: dict, sizes: Sequence[int], threads: Optional[int] = No
     threads = threads or max(r["threads"] for r in doc["points"])
     rows_in = [r for r in _pick(doc["points"], threads=threads, dtype=dtype) if r["size"] in sizes]
     peers = _peers_in(rows_in)
+    best = any(p.startswith("torch-") for p in peers)
     header = ["algorithm", "size", "median", "GB/s", "probe GB/s", "of probe",
-              *(f"x {p}" for p in peers)]
+              *(f"x {p}" for p in peers), *(["x best torch"] if best else [])]
     rows = [[r["name"], fmt_size(r["size"]), fmt_time(r["median_s"]), f"{r['gb_per_s']:.1f}",
              f"{r['probe_gb_per_s']:.1f}", f"{r['share_of_probe']:.0%}",
-             *(_speedup(r["peers"].get(p)) for p in peers)] for r in rows_in]
+             *(_speedup(r["peers"].get(p)) for p in peers),
+             *([_best_torch(r)] if best else [])] for r in rows_in]
     return _render(header, rows, markdown=True)
+
+
+def _best_torch(point: dict) -> str:
+    """Speedup over the fastest torch.optim implementation that ran."""
+    ran = [v for k, v in point["peers"].items() if k.startswith("torch-") and "speedup" in v]
+    return f"{min(v['speedup'] for v in ran):.1f}x" if ran else "-"
 
 
 def markdown_small(doc: dict, threads: Optional[int] = None, dtype: str = "float32") -> str:
@@ -159,7 +180,8 @@ def plot(doc: dict, path: str, dtype: Optional[str] = None, isa: Optional[str] =
     points = doc["points"]
     if not points:
         return
-    dtype = dtype or ("float32" if any(r["dtype"] == "float32" for r in points) else points[0]["dtype"])
+    if dtype is None:
+        dtype = "float32" if any(r["dtype"] == "float32" for r in points) else points[0]["dtype"]
     isa = isa or doc["machine"]["isa"]
     if not any(r["isa"] == isa for r in points):
         isa = points[0]["isa"]
@@ -200,7 +222,7 @@ def plot(doc: dict, path: str, dtype: Optional[str] = None, isa: Optional[str] =
         ax.set_xlabel("elements")
     for ax in axes[:, 0]:
         ax.set_ylabel("GB/s (traffic model)")
-    handles, labels = {}, {}
+    handles = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
