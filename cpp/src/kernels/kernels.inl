@@ -51,14 +51,22 @@ struct Buffers {
         s1(static_cast<T*>(t.s[1])), s2(static_cast<T*>(t.s[2])) {}
 };
 
-// g = (maximize ? -grad : grad) + [weight_decay * p]
-template <class V>
-AO_INLINE V effective_grad(V g, V p, bool maximize, bool has_wd, typename V::Elem wd) {
-  using T = typename V::Elem;
-  if (maximize) g = g * V::set(T(-1));
-  if (has_wd) g = mul_add(V::set(wd), p, g);
-  return g;
-}
+// g = clip_scale * grad, negated if maximize, plus weight_decay * p when L2 decay applies.
+template <class T>
+struct GradPrep {
+  T scale, wd;
+  bool scaled, maximize, has_wd;
+  GradPrep(const Hyper& h, bool l2)
+      : scale(T(h.grad_scale)), wd(T(h.weight_decay)), scaled(h.grad_scale != 1.0),
+        maximize(h.flags & kMaximize), has_wd(l2 && h.weight_decay != 0) {}
+  template <class V>
+  AO_INLINE V operator()(V g, V p) const {
+    if (scaled) g = g * V::set(scale);
+    if (maximize) g = g * V::set(T(-1));
+    if (has_wd) g = mul_add(V::set(wd), p, g);
+    return g;
+  }
+};
 
 // square_avg.mul_(a).addcmul_(g, g, value=1-a)
 template <class V>
@@ -71,15 +79,15 @@ AO_INLINE V ema_sq(V s, V g, typename V::Elem a, typename V::Elem one_minus_a) {
 template <class T>
 void rmsprop_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end) {
   const Buffers<T> b(t);
-  const T wd = T(h.weight_decay), alpha = T(h.a), one_m_alpha = T(1.0 - h.a), eps = T(h.eps);
+  const GradPrep<T> prep(h, true);
+  const T alpha = T(h.a), one_m_alpha = T(1.0 - h.a), eps = T(h.eps);
   const T mom = T(h.momentum), neg_lr = T(-h.lr);
-  const bool maximize = h.flags & kMaximize, has_wd = h.weight_decay != 0;
   const bool centered = h.flags & kCentered, nesterov = h.flags & kNesterov;
   const bool in_sqrt = h.flags & kEpsInSqrt, has_mom = h.momentum != 0;
   for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
     using V = decltype(tag);
     const V p = V::load(b.p + i);
-    const V g = effective_grad(V::load(b.g + i), p, maximize, has_wd, wd);
+    const V g = prep(V::load(b.g + i), p);
     const V sq = ema_sq(V::load(b.s0 + i), g, alpha, one_m_alpha);
     sq.store(b.s0 + i);
     V avg = sq;
@@ -107,12 +115,12 @@ void rmsprop_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::s
 template <class T>
 void adagrad_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end) {
   const Buffers<T> b(t);
-  const T wd = T(h.weight_decay), eps = T(h.eps), neg_clr = T(-t.c0);
-  const bool maximize = h.flags & kMaximize, has_wd = h.weight_decay != 0;
+  const GradPrep<T> prep(h, true);
+  const T eps = T(h.eps), neg_clr = T(-t.c0);
   for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
     using V = decltype(tag);
     const V p = V::load(b.p + i);
-    const V g = effective_grad(V::load(b.g + i), p, maximize, has_wd, wd);
+    const V g = prep(V::load(b.g + i), p);
     const V sum = mul_add(g, g, V::load(b.s0 + i));
     sum.store(b.s0 + i);
     (p + (V::set(neg_clr) * g) / (sqrt(sum) + V::set(eps))).store(b.p + i);
@@ -124,13 +132,12 @@ void adagrad_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::s
 template <class T>
 void adadelta_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end) {
   const Buffers<T> b(t);
-  const T wd = T(h.weight_decay), rho = T(h.a), one_m_rho = T(1.0 - h.a), eps = T(h.eps);
-  const T neg_lr = T(-h.lr);
-  const bool maximize = h.flags & kMaximize, has_wd = h.weight_decay != 0;
+  const GradPrep<T> prep(h, true);
+  const T rho = T(h.a), one_m_rho = T(1.0 - h.a), eps = T(h.eps), neg_lr = T(-h.lr);
   for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
     using V = decltype(tag);
     const V p = V::load(b.p + i);
-    const V g = effective_grad(V::load(b.g + i), p, maximize, has_wd, wd);
+    const V g = prep(V::load(b.g + i), p);
     const V sq = ema_sq(V::load(b.s0 + i), g, rho, one_m_rho);
     sq.store(b.s0 + i);
     const V acc = V::load(b.s1 + i);
@@ -145,17 +152,18 @@ void adadelta_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::
 template <class T>
 void adam_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end) {
   const Buffers<T> b(t);
-  const T wd = T(h.weight_decay), w1 = T(1.0 - h.a), w1c = T(h.a), beta2 = T(h.b);
+  const bool decoupled = h.flags & kDecoupled, amsgrad = h.flags & kAmsgrad;
+  const GradPrep<T> prep(h, !decoupled);
+  const T w1 = T(1.0 - h.a), w1c = T(h.a), beta2 = T(h.b);
   const T one_m_beta2 = T(1.0 - h.b), eps = T(h.eps), neg_step = T(-t.c0), inv_bc2 = T(t.c1);
   const T decay = T(1.0 - h.lr * h.weight_decay);
-  const bool maximize = h.flags & kMaximize, amsgrad = h.flags & kAmsgrad;
-  const bool decoupled = h.flags & kDecoupled, has_wd = h.weight_decay != 0;
+  const bool decay_p = decoupled && h.weight_decay != 0;
   const bool lerp_low = (1.0 - h.a) < 0.5;
   for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
     using V = decltype(tag);
     V p = V::load(b.p + i);
-    const V g = effective_grad(V::load(b.g + i), p, maximize, has_wd && !decoupled, wd);
-    if (has_wd && decoupled) p = p * V::set(decay);
+    const V g = prep(V::load(b.g + i), p);
+    if (decay_p) p = p * V::set(decay);
     V m = V::load(b.s0 + i);
     // exp_avg.lerp_(g, 1 - beta1)
     m = lerp_low ? mul_add(V::set(w1), g - m, m) : mul_add(V::set(-w1c), g - m, g);
@@ -170,6 +178,68 @@ void adam_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size
     const V denom = sqrt(vv) * V::set(inv_bc2) + V::set(eps);
     (p + (V::set(neg_step) * m) / denom).store(b.p + i);
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// SGD: s0 = momentum_buffer; t.c0 = 1 on the first step (the buffer starts as a copy of g)
+template <class T>
+void sgd_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end) {
+  const Buffers<T> b(t);
+  const GradPrep<T> prep(h, true);
+  const T mom = T(h.momentum), one_m_damp = T(1.0 - h.b), neg_lr = T(-h.lr);
+  const bool has_mom = h.momentum != 0, nesterov = h.flags & kNesterov, first = t.c0 != 0;
+  for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
+    using V = decltype(tag);
+    const V p = V::load(b.p + i);
+    V g = prep(V::load(b.g + i), p);
+    if (has_mom) {
+      // buf.mul_(momentum).add_(g, alpha=1 - dampening)
+      const V buf = first ? g : mul_add(V::set(one_m_damp), g, V::load(b.s0 + i) * V::set(mom));
+      buf.store(b.s0 + i);
+      g = nesterov ? mul_add(V::set(mom), buf, g) : buf;
+    }
+    mul_add(V::set(neg_lr), g, p).store(b.p + i);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sum of squares for gradient clipping, in double, in a fixed order for a given [begin, end):
+// four vector accumulators combined as (a0 + a1) + (a2 + a3), lanes summed in order, then the
+// tail. 0 * g accumulates NaN exactly when some element is NaN or infinite.
+template <class D>
+AO_INLINE double sum_lanes(D x) {
+  double lanes[D::kLanes];
+  x.store(lanes);
+  double s = 0;
+  for (std::size_t k = 0; k < D::kLanes; ++k) s += lanes[k];
+  return s;
+}
+
+template <class T>
+void sumsq_chunk(const void* gv, std::size_t begin, std::size_t end, double* sum, double* nonfinite) {
+  const T* g = static_cast<const T*>(gv);
+  using D = typename Wide<double>::type;
+  constexpr std::size_t L = D::kLanes;
+  D acc[4] = {D::set(0), D::set(0), D::set(0), D::set(0)};
+  D bad = D::set(0);
+  const D zero = D::set(0);
+  std::size_t i = begin;
+  for (; i + 4 * L <= end; i += 4 * L) {
+    for (std::size_t k = 0; k < 4; ++k) {
+      const D x = D::load_from(g + i + k * L);
+      acc[k] = mul_add(x, x, acc[k]);
+      bad = bad + x * zero;
+    }
+  }
+  Scalar<double> s{sum_lanes((acc[0] + acc[1]) + (acc[2] + acc[3]))};
+  Scalar<double> z{sum_lanes(bad)};
+  for (; i < end; ++i) {
+    const auto x = Scalar<double>::load_from(g + i);
+    s = mul_add(x, x, s);
+    z = z + x * Scalar<double>::set(0);
+  }
+  *sum += s.v;
+  *nonfinite += z.v;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -202,7 +272,9 @@ const KernelTable& table() {
           {&adadelta_chunk<float>, &adadelta_chunk<double>},
           {&adam_chunk<float>, &adam_chunk<double>},
           {&probe_chunk<float>, &probe_chunk<double>},
+          {&sgd_chunk<float>, &sgd_chunk<double>},
       },
+      {&sumsq_chunk<float>, &sumsq_chunk<double>},
   };
   return t;
 }

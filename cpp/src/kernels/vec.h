@@ -4,7 +4,8 @@
 // by the linker into the baseline path. Only builtins and intrinsics are used (no std:: math
 // functions, whose out-of-line copies would be shared across files).
 //
-// Every wrapper has the same operations: load, store, set, + - * /, sqrt, mul_add, max_nan.
+// Every wrapper has the same operations: load, store, set, + - * /, sqrt, mul_add, max_nan;
+// the double wrappers also have load_from (a widening load from float).
 // Scalar<T> is the width-1 vector used for the tail of every ISA and for the whole baseline path.
 #pragma once
 
@@ -16,6 +17,8 @@ struct Scalar {
   static constexpr std::size_t kLanes = 1;
   T v;
   static AO_INLINE Scalar load(const T* p) { return {*p}; }
+  template <class U>
+  static AO_INLINE Scalar load_from(const U* p) { return {T(*p)}; }  // widening load
   static AO_INLINE Scalar set(T x) { return {x}; }
   AO_INLINE void store(T* p) const { *p = v; }
   friend AO_INLINE Scalar operator+(Scalar a, Scalar b) { return {a.v + b.v}; }
@@ -60,6 +63,8 @@ struct F64x4 {
   static constexpr std::size_t kLanes = 4;
   __m256d v;
   static AO_INLINE F64x4 load(const double* p) { return {_mm256_loadu_pd(p)}; }
+  static AO_INLINE F64x4 load_from(const double* p) { return load(p); }
+  static AO_INLINE F64x4 load_from(const float* p) { return {_mm256_cvtps_pd(_mm_loadu_ps(p))}; }
   static AO_INLINE F64x4 set(double x) { return {_mm256_set1_pd(x)}; }
   AO_INLINE void store(double* p) const { _mm256_storeu_pd(p, v); }
   friend AO_INLINE F64x4 operator+(F64x4 a, F64x4 b) { return {_mm256_add_pd(a.v, b.v)}; }
@@ -93,6 +98,8 @@ struct F64x8 {
   static constexpr std::size_t kLanes = 8;
   __m512d v;
   static AO_INLINE F64x8 load(const double* p) { return {_mm512_loadu_pd(p)}; }
+  static AO_INLINE F64x8 load_from(const double* p) { return load(p); }
+  static AO_INLINE F64x8 load_from(const float* p) { return {_mm512_cvtps_pd(_mm256_loadu_ps(p))}; }
   static AO_INLINE F64x8 set(double x) { return {_mm512_set1_pd(x)}; }
   AO_INLINE void store(double* p) const { _mm512_storeu_pd(p, v); }
   friend AO_INLINE F64x8 operator+(F64x8 a, F64x8 b) { return {_mm512_add_pd(a.v, b.v)}; }
