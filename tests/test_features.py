@@ -22,7 +22,7 @@ from _util import (
     snapshot,
     assert_unchanged,
 )
-from reference import STEP_FUNCTIONS, RefOptimizer, clip_scale
+from reference import STEP_FUNCTIONS, RefOptimizer, clip_scale, defaults_of
 
 ALL = OPTIMIZERS + ("SGD",)
 SHAPES = [(37,), (5, 9), (1000,), (3,)]
@@ -364,3 +364,86 @@ def test_functional_defaults_unchanged_by_features(dtype):
     q = np.ones(5, dtype)
     adaptopt.RMSprop([q]).step([np.ones(5, dtype)])
     assert_bitwise_equal(p, q)
+
+
+# ------------------------------------------------------------------------------- statistics
+
+
+def _effective_lr(name, hyper, state, before, t):
+    """The factor of g in the reference's update, from its state after the step."""
+    h = {**defaults_of(name), **hyper}
+    lr = h["lr"]
+    if name == "RMSprop":
+        v, eps = state["square_avg"], h["eps"]
+        if h["centered"]:
+            v = v - state["grad_avg"] ** 2
+        return lr / (np.sqrt(v + eps) if h["eps_in_sqrt"] else np.sqrt(v) + eps)
+    if name == "Adagrad":
+        clr = lr / (1 + (t - 1) * h["lr_decay"])
+        return clr / (np.sqrt(state["sum"]) + h["eps"])
+    if name == "Adadelta":
+        eps = h["eps"]
+        return lr * np.sqrt(before.get("acc_delta", 0.0) + eps) / np.sqrt(state["square_avg"] + eps)
+    if name in ("Adam", "AdamW"):
+        b1, b2 = h["betas"]
+        vv = state["max_exp_avg_sq"] if h["amsgrad"] else state["exp_avg_sq"]
+        return (lr / (1 - b1 ** t)) / (np.sqrt(vv) / np.sqrt(1 - b2 ** t) + h["eps"])
+    return np.float64(lr)  # SGD
+
+
+STATS_CONFIGS = [("RMSprop", {}), ("RMSprop", dict(centered=True, momentum=0.9)),
+                 ("RMSprop", dict(eps_in_sqrt=True)), ("Adagrad", dict(lr_decay=0.1)), ("Adadelta", {}),
+                 ("Adam", dict(amsgrad=True)), ("AdamW", {}), ("SGD", dict(momentum=0.9))]
+
+
+@pytest.mark.parametrize("name, hyper", STATS_CONFIGS, ids=[f"{n}-{h}" for n, h in STATS_CONFIGS])
+@by_dtype
+def test_stats_match_reference(isa, name, hyper, dtype):
+    rng = np.random.default_rng(10)
+    n = 1003
+    p = rng.standard_normal(n).astype(dtype)
+    ref = RefOptimizer(name, [p.copy()], **hyper)
+    opt = optimizer_class(name)([p], track_stats=True, **hyper)
+    for t in range(1, 6):
+        g = rng.standard_normal(n).astype(dtype)
+        old = ref.params[0].copy()
+        before = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in ref.state[0].items()}
+        ref.step([g])
+        opt.step([g])
+        st = opt.last_stats[0]
+        eff = _effective_lr(name, hyper, ref.state[0], before, t)
+        rtol = 1e-4 if dtype == np.float32 else 1e-10
+        assert st["elements"] == n
+        assert st["grad_norm"] == pytest.approx(np.linalg.norm(g.astype(np.float64)), rel=rtol)
+        assert st["update_rms"] == pytest.approx(np.sqrt(np.mean((ref.params[0] - old) ** 2)), rel=1e-3 if dtype == np.float32 else 1e-8)
+        assert st["lr_mean"] == pytest.approx(np.mean(np.broadcast_to(eff, (n,))), rel=rtol)
+        assert st["lr_min"] == pytest.approx(np.min(eff), rel=rtol)
+        assert st["lr_max"] == pytest.approx(np.max(eff), rel=rtol)
+
+
+def test_stats_are_per_group_and_thread_independent(isa):
+    results = []
+    for threads in (1, 2, 3):
+        adaptopt.set_num_threads(threads)
+        a, b = np.ones(200_000, np.float32), np.ones(50_001, np.float32)
+        opt = adaptopt.RMSprop([{"params": [a]}, {"params": [b], "lr": 0.5}], track_stats=True)
+        opt.step([np.full_like(a, 2.0), np.full_like(b, 3.0)])
+        results.append(opt.last_stats)
+    for st in results:
+        assert st[0]["elements"] == 200_000 and st[1]["elements"] == 50_001
+        assert st[0]["grad_norm"] == pytest.approx(2.0 * np.sqrt(200_000), rel=1e-6)
+        assert st[1]["grad_norm"] == pytest.approx(3.0 * np.sqrt(50_001), rel=1e-6)
+        assert st[1]["lr_min"] == st[1]["lr_max"] == pytest.approx(0.5 / (0.1 * 3.0 + 1e-8), rel=1e-6)
+        for k in ("lr_min", "lr_max"):
+            assert st[0][k] == results[0][0][k]
+        assert st[0]["grad_norm"] == pytest.approx(results[0][0]["grad_norm"], rel=1e-12)
+
+
+def test_stats_off_by_default_and_for_groups_without_grads():
+    a, b = np.ones(3), np.ones(4)
+    opt = adaptopt.Adam([{"params": [a]}, {"params": [b]}])
+    opt.step([np.ones(3), np.ones(4)])
+    assert opt.last_stats is None
+    opt.track_stats = True
+    opt.step([np.ones(3), None])
+    assert opt.last_stats[0]["elements"] == 3 and opt.last_stats[1]["elements"] == 0

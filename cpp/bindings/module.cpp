@@ -267,7 +267,7 @@ class Group {
   // A gradient is an array of the parameter's shape, None (skip the parameter), or a tuple
   // (indices, values) of sparse rows of a 2-D parameter (int64 indices, strictly increasing).
   // Raises before anything is written.
-  void collect(PyObject* const* grads, std::size_t offset, const Hyper* h,
+  void collect(PyObject* const* grads, std::size_t offset, const Hyper* h, std::uint32_t group,
                const std::vector<const Group*>& all, Batch& batch) const {
     static const std::string kGrads = "grads";
     for (std::size_t i = 0; i < tensors_.size(); ++i) {
@@ -279,6 +279,7 @@ class Group {
         if (slot_needed(*h, s) && t.s[s] == nullptr)
           throw py::value_error("state of " + label(i) + " lacks a buffer these hyperparameters need");
       TensorRef base = t;
+      base.group = group;
       batch.scalars(base, h, steps_[i] + 1);
       if (PyTuple_Check(g.ptr())) {
         collect_rows(i, py::reinterpret_borrow<py::tuple>(g), gn, base, h, all, batch);
@@ -380,10 +381,11 @@ class Group {
 // GIL, computes the global gradient norm if asked (one extra read of the gradients), skips the
 // step if asked and a gradient is not finite, folds the clipping scale into the update, runs
 // every tensor in one parallel region and advances the step counters.
-// Returns (norm or None, status).
+// Returns (norm or None, status, stats or None); stats holds per group (sum g^2, sum du^2,
+// sum lr_eff, min lr_eff, max lr_eff, element count).
 enum StepStatus : int { kNothing = 0, kApplied = 1, kSkipped = 2 };
 py::tuple multi_step(const std::vector<const Group*>& groups, const std::vector<const Hyper*>& hypers,
-                     py::object grads, double max_norm, bool skip_nonfinite, bool want_norm) {
+                     py::object grads, double max_norm, bool skip_nonfinite, bool want_norm, bool want_stats) {
   if (groups.size() != hypers.size()) throw py::value_error("one Hyper per group expected");
   py::object seq = py::reinterpret_steal<py::object>(PySequence_Fast(grads.ptr(), "grads: expected a sequence of arrays"));
   if (!seq) throw py::error_already_set();
@@ -407,10 +409,11 @@ py::tuple multi_step(const std::vector<const Group*>& groups, const std::vector<
   batch.counters.reserve(ng);
   std::size_t offset = 0;
   for (std::size_t k = 0; k < groups.size(); ++k) {
-    groups[k]->collect(items, offset, &local[k], groups, batch);
+    groups[k]->collect(items, offset, &local[k], static_cast<std::uint32_t>(k), groups, batch);
     offset += groups[k]->size();
   }
   const bool clip = max_norm >= 0;
+  std::vector<StepStats> stats(want_stats ? groups.size() : 0);
   double norm = 0;
   bool applied = true;
   {
@@ -425,13 +428,21 @@ py::tuple multi_step(const std::vector<const Group*>& groups, const std::vector<
         for (Hyper& h : local) h.grad_scale = coef;
     }
     if (applied) {
-      run_step(batch.tensors.data(), batch.hypers.data(), batch.tensors.size());
+      run_step(batch.tensors.data(), batch.hypers.data(), batch.tensors.size(),
+               want_stats ? stats.data() : nullptr, groups.size());
       for (std::int64_t* c : batch.counters) ++*c;
     }
   }
   py::object norm_obj = (clip || skip_nonfinite || want_norm) ? py::object(py::float_(norm)) : py::object(py::none());
   const int status = !applied ? kSkipped : (batch.counters.empty() ? kNothing : kApplied);
-  return py::make_tuple(norm_obj, status);
+  py::object stats_obj = py::none();
+  if (want_stats && applied) {
+    py::list per_group;
+    for (const StepStats& st : stats)
+      per_group.append(py::make_tuple(st.grad_sq, st.update_sq, st.lr_sum, st.lr_min, st.lr_max, st.count));
+    stats_obj = per_group;
+  }
+  return py::make_tuple(norm_obj, status, stats_obj);
 }
 
 py::list available_isas() {
@@ -505,9 +516,11 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("multi_step", &multi_step, py::arg("groups"), py::arg("hypers"), py::arg("grads"),
         py::arg("max_norm") = -1.0, py::arg("skip_nonfinite") = false, py::arg("want_norm") = false,
+        py::arg("want_stats") = false,
         "Validate every gradient, then update every group in one parallel region with the GIL released.\n"
-        "max_norm >= 0 clips by the global gradient norm. Returns (norm or None, status): status 0 =\n"
-        "no gradient given, 1 = applied, 2 = skipped because a gradient was not finite.");
+        "max_norm >= 0 clips by the global gradient norm. Returns (norm or None, status, stats or\n"
+        "None): status 0 = no gradient given, 1 = applied, 2 = skipped because a gradient was not\n"
+        "finite; stats per group = (sum g^2, sum du^2, sum lr_eff, min lr_eff, max lr_eff, count).");
 
   m.def("find_overlap", [](py::list arrays) -> py::object {
     std::vector<Interval> iv;

@@ -103,18 +103,23 @@ double grad_sumsq(const TensorRef* ts, std::size_t count, bool* nonfinite) {
   return s;
 }
 
-void run_step(const TensorRef* ts, const Hyper* const* hs, std::size_t count) {
+void run_step(const TensorRef* ts, const Hyper* const* hs, std::size_t count, StepStats* stats,
+              std::size_t ngroups) {
   const KernelTable& tab = active_table();
-  auto run = [&](std::size_t k, std::size_t lo, std::size_t hi) {
-    if (lo < hi) tab.fn[static_cast<int>(hs[k]->algo)][static_cast<int>(ts[k].dtype)](*hs[k], ts[k], lo, hi);
+  auto run = [&](std::size_t k, std::size_t lo, std::size_t hi, StepStats* st) {
+    if (lo < hi)
+      tab.fn[static_cast<int>(hs[k]->algo)][static_cast<int>(ts[k].dtype)](*hs[k], ts[k], lo, hi,
+                                                                          st ? &st[ts[k].group] : nullptr);
   };
   std::size_t total = 0;
   for (std::size_t k = 0; k < count; ++k) total += ts[k].n;
   const int nthreads = threads_for(total);
   if (nthreads <= 1) {
-    for (std::size_t k = 0; k < count; ++k) run(k, 0, ts[k].n);
+    for (std::size_t k = 0; k < count; ++k) run(k, 0, ts[k].n, stats);
     return;
   }
+  // Statistics per thread and group, merged in thread order afterwards.
+  std::vector<StepStats> per_thread(stats ? static_cast<std::size_t>(nthreads) * ngroups : 0);
   std::vector<std::size_t> start(count + 1, 0);
   for (std::size_t k = 0; k < count; ++k) start[k + 1] = start[k] + ts[k].n;
 
@@ -138,16 +143,18 @@ void run_step(const TensorRef* ts, const Hyper* const* hs, std::size_t count) {
   {
     const int parts = omp_get_num_threads();
     const int me = omp_get_thread_num();
+    StepStats* mine = stats ? &per_thread[static_cast<std::size_t>(me) * ngroups] : nullptr;
     const std::size_t lo = boundary(me, parts), hi = boundary(me + 1, parts);
     if (lo < hi) {
       std::size_t k = static_cast<std::size_t>(std::upper_bound(start.begin(), start.end(), lo) - start.begin()) - 1;
       for (; k < count && start[k] < hi; ++k) {
         const std::size_t b = std::max(lo, start[k]) - start[k];
         const std::size_t e = std::min(hi, start[k + 1]) - start[k];
-        run(k, b, e);
+        run(k, b, e, mine);
       }
     }
   }
+  for (std::size_t i = 0; i < per_thread.size(); ++i) stats[i % ngroups].merge(per_thread[i]);
 }
 
 }  // namespace adaptopt

@@ -6,6 +6,7 @@ takes the gradients, one per parameter in parameter order (``None`` skips a para
 
 from __future__ import annotations
 
+import math
 import operator
 import threading
 from typing import Any, Dict, Iterable, List, Optional, Sequence
@@ -66,6 +67,15 @@ class SparseRows(tuple):
 _APPLIED, _SKIPPED = 1, 2  # statuses of _core.multi_step
 
 
+def _stats_dict(grad_sq: float, update_sq: float, lr_sum: float, lr_min: float, lr_max: float,
+                count: int) -> Dict[str, Any]:
+    if count == 0:  # no gradient for this group in this step
+        return {"elements": 0, "grad_norm": 0.0, "update_rms": None, "lr_min": None, "lr_mean": None,
+                "lr_max": None}
+    return {"elements": count, "grad_norm": math.sqrt(grad_sq), "update_rms": math.sqrt(update_sq / count),
+            "lr_min": lr_min, "lr_mean": lr_sum / count, "lr_max": lr_max}
+
+
 class _Runtime:
     """Native-side bookkeeping of one param group: state buffers, step counters, the native
     Group over them and the last validated hyperparameters."""
@@ -90,8 +100,9 @@ class Optimizer:
     Every optimizer also takes these keyword-only options (attributes, changeable any time):
     ``max_grad_norm`` (clip each step's gradients to this global L2 norm, fused into the update;
     the norm is then in ``last_grad_norm``), ``skip_nonfinite`` (skip a step whose gradients
-    hold a NaN or Inf; counted in ``skipped_steps``) and ``sparse_mode`` ("lazy" or "dense",
-    for :class:`SparseRows` gradients). ``lr`` may be a schedule: a callable of the number of
+    hold a NaN or Inf; counted in ``skipped_steps``), ``sparse_mode`` ("lazy" or "dense",
+    for :class:`SparseRows` gradients) and ``track_stats`` (per-group statistics computed in
+    the update pass, in ``last_stats``). ``lr`` may be a schedule: a callable of the number of
     steps applied so far (see :mod:`adaptopt.schedules`)."""
 
     _algo: int
@@ -99,8 +110,10 @@ class Optimizer:
 
     def __init__(self, params: Iterable, defaults: Dict[str, Any], *,
                  max_grad_norm: Optional[float] = None, skip_nonfinite: bool = False,
-                 sparse_mode: str = "lazy"):
+                 sparse_mode: str = "lazy", track_stats: bool = False):
         self.defaults = dict(defaults)
+        self.track_stats = track_stats
+        self.last_stats: Optional[List[Dict[str, Any]]] = None
         self.max_grad_norm = max_grad_norm
         self.skip_nonfinite = skip_nonfinite
         self.sparse_mode = sparse_mode
@@ -183,6 +196,17 @@ class Optimizer:
         self._skip_nonfinite = _hyper._flag("skip_nonfinite", value)
 
     @property
+    def track_stats(self) -> bool:
+        """Compute per-group statistics in the update pass itself; after each step,
+        ``last_stats[i]`` holds group i's gradient norm, update RMS and the min / mean / max of
+        the effective per-element learning rate (the factor of g in the update, lr/denominator)."""
+        return self._track_stats
+
+    @track_stats.setter
+    def track_stats(self, value: bool) -> None:
+        self._track_stats = _hyper._flag("track_stats", value)
+
+    @property
     def sparse_mode(self) -> str:
         """How a SparseRows gradient updates: "lazy" (listed rows only) or "dense"."""
         return self._sparse_mode
@@ -257,9 +281,10 @@ class Optimizer:
                 hypers.append(rt.built.hyper)
                 first += len(rt.params)
             clip = self._max_grad_norm
-            norm, status = _core.multi_step(natives, hypers, grads, -1.0 if clip is None else clip,
-                                            self._skip_nonfinite, False)
+            norm, status, stats = _core.multi_step(natives, hypers, grads, -1.0 if clip is None else clip,
+                                                   self._skip_nonfinite, False, self._track_stats)
             self.last_grad_norm = norm
+            self.last_stats = None if stats is None else [_stats_dict(*s) for s in stats]
             if status == _SKIPPED:
                 self.skipped_steps += 1
                 return

@@ -52,10 +52,28 @@ struct TensorRef {
   std::size_t n = 0;
   DType dtype = DType::F32;
   double c0 = 0, c1 = 0;
+  std::uint32_t group = 0;  // index of its param group, for per-group statistics
 };
 
-// Updates elements [begin, end) of one tensor.
-using ChunkFn = void (*)(const Hyper&, const TensorRef&, std::size_t begin, std::size_t end);
+// Opt-in statistics of one step for one param group, accumulated by the update pass itself:
+// sums of squares of the gradients (as given) and of the applied updates (new p - old p), and
+// the effective per-element learning rate (the factor of g in the update: lr / denominator).
+struct StepStats {
+  double grad_sq = 0, update_sq = 0, lr_sum = 0;
+  double lr_min = __builtin_inf(), lr_max = -__builtin_inf();
+  std::uint64_t count = 0;
+  void merge(const StepStats& o) {
+    grad_sq += o.grad_sq;
+    update_sq += o.update_sq;
+    lr_sum += o.lr_sum;
+    lr_min = o.lr_min < lr_min ? o.lr_min : lr_min;
+    lr_max = o.lr_max > lr_max ? o.lr_max : lr_max;
+    count += o.count;
+  }
+};
+
+// Updates elements [begin, end) of one tensor; adds to *stats unless it is null.
+using ChunkFn = void (*)(const Hyper&, const TensorRef&, std::size_t begin, std::size_t end, StepStats* stats);
 
 // Adds the sum of squares of g[begin, end) (in double) to *sum, and 0*g to *nonfinite, which
 // becomes NaN when any element is NaN or infinite.
@@ -90,8 +108,10 @@ void set_parallel_threshold(std::size_t elements);
 // Sets t.c0/t.c1 for the step number `step` (1 for the first update), in double.
 void fill_step_scalars(TensorRef& t, const Hyper& h, std::int64_t step);
 // Updates every element of every tensor in one parallel region (or none below the threshold).
-// hypers[i] applies to tensors[i]. Results do not depend on the thread count.
-void run_step(const TensorRef* tensors, const Hyper* const* hypers, std::size_t count);
+// hypers[i] applies to tensors[i]. Results do not depend on the thread count. With `stats`,
+// stats[g] receives the statistics of group g (tensors[i].group < ngroups).
+void run_step(const TensorRef* tensors, const Hyper* const* hypers, std::size_t count,
+              StepStats* stats = nullptr, std::size_t ngroups = 0);
 // Sum of squares of every gradient element, accumulated in double over fixed blocks in a fixed
 // order, so the result does not depend on the thread count. *nonfinite is set when any
 // gradient element is NaN or infinite.
