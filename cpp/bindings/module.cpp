@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -207,26 +208,26 @@ class Group {
  public:
   Group(int algo, py::list params, py::list states, py::array steps, std::string param_label,
         std::size_t first_index, std::vector<std::string> slot_labels)
-      : algo_(static_cast<Algo>(algo)), param_label_(std::move(param_label)), first_index_(first_index) {
+      : algo_(static_cast<Algo>(algo)), param_label_(std::move(param_label)), first_index_(first_index),
+        slot_labels_(std::move(slot_labels)) {
     if (algo < 0 || algo >= kNumAlgos) throw py::value_error("unknown algorithm id");
     const std::size_t np = params.size();
     const int nslots = slots_of(algo_);
     if (states.size() != np)
       throw py::value_error("state: expected one entry per parameter (" + std::to_string(np) + "), got " +
                             std::to_string(states.size()));
-    if (static_cast<int>(slot_labels.size()) != nslots) throw py::value_error("slot_labels: wrong length");
+    if (static_cast<int>(slot_labels_.size()) != nslots) throw py::value_error("slot_labels: wrong length");
     View sv = check_steps(steps, np);
     steps_ = static_cast<std::int64_t*>(sv.data);
-    refs_.reserve(np * (nslots + 1) + 1);
-    refs_.push_back(steps);
+    steps_ref_ = steps;
     tensors_.resize(np);
+    held_.resize(np);
     std::vector<Interval> written;
     for (std::size_t i = 0; i < np; ++i) {
       const std::string pl = label(i);
       py::handle p = params[i];
       const View pv = check_array(p, Name{param_label_, first_index + i}, true);
-      refs_.push_back(py::reinterpret_borrow<py::object>(p));
-      shapes_.push_back(py::reinterpret_borrow<py::object>(p));
+      held_[i].push_back({py::reinterpret_borrow<py::object>(p), pv, -1});
       TensorRef& t = tensors_[i];
       t.p = pv.data;
       t.n = pv.n;
@@ -238,14 +239,14 @@ class Group {
       for (int s = 0; s < nslots; ++s) {
         py::handle b = py::reinterpret_borrow<py::list>(st)[s];
         if (b.is_none()) continue;
-        const Name bn{slot_labels[s], first_index + i};
+        const Name bn{slot_labels_[s], first_index + i};
         const std::string bl = bn.str();
         const View bv = check_array(b, bn, true, static_cast<int>(pv.dtype));
         if (!same_shape(b, p))
           throw py::value_error(bl + ": shape " + fmt_shape(py::detail::array_proxy(b.ptr())) +
                                 " does not match the parameter's shape " +
                                 fmt_shape(py::detail::array_proxy(p.ptr())));
-        refs_.push_back(py::reinterpret_borrow<py::object>(b));
+        held_[i].push_back({py::reinterpret_borrow<py::object>(b), bv, s});
         t.s[s] = bv.data;
         written.push_back(interval_of(bv, bl));
       }
@@ -278,6 +279,9 @@ class Group {
       for (int s = 0; s < kMaxSlots; ++s)
         if (slot_needed(*h, s) && t.s[s] == nullptr)
           throw py::value_error("state of " + label(i) + " lacks a buffer these hyperparameters need");
+      check_held(i);
+      if (steps_[i] == std::numeric_limits<std::int64_t>::max())
+        throw py::value_error("state of " + label(i) + ": the step counter is at its maximum (2**63 - 1)");
       TensorRef base = t;
       base.group = group;
       batch.scalars(base, h, steps_[i] + 1);
@@ -285,10 +289,10 @@ class Group {
         collect_rows(i, py::reinterpret_borrow<py::tuple>(g), gn, base, h, all, batch);
       } else {
         const View gv = check_array(g, gn, false, static_cast<int>(t.dtype));
-        if (!same_shape(g, shapes_[i]))
+        if (!same_shape(g, held_[i][0].obj))
           throw py::value_error(gn.str() + ": shape " + fmt_shape(py::detail::array_proxy(g.ptr())) +
                                 " does not match the parameter's shape " +
-                                fmt_shape(py::detail::array_proxy(shapes_[i].ptr())));
+                                fmt_shape(py::detail::array_proxy(held_[i][0].obj.ptr())));
         check_not_written(gv, gn, all);
         base.g = gv.data;
         batch.tensors.push_back(base);
@@ -299,6 +303,25 @@ class Group {
   }
 
  private:
+  // An array the group writes, as checked at construction. slot < 0 for the parameter.
+  struct Held {
+    py::object obj;
+    View view;
+    int slot;
+  };
+
+  // The arrays may have changed since construction (flags.writeable cleared, dtype or shape
+  // reassigned in place): check them again, so nothing is written behind their back.
+  void check_held(std::size_t i) const {
+    for (const Held& h : held_[i]) {
+      const Name name = h.slot < 0 ? Name{param_label_, first_index_ + i}
+                                   : Name{slot_labels_[static_cast<std::size_t>(h.slot)], first_index_ + i};
+      const View now = check_array(h.obj, name, true, h.slot < 0 ? -1 : static_cast<int>(h.view.dtype));
+      if (now.data != h.view.data || now.n != h.view.n || now.dtype != h.view.dtype)
+        throw py::value_error(name.str() + ": its data, dtype or size changed since the optimizer was built");
+    }
+  }
+
   static void check_not_written(const View& v, const Name& name, const std::vector<const Group*>& all) {
     const auto lo = reinterpret_cast<std::uintptr_t>(v.data);
     const auto hi = lo + v.n * elem_bytes(v.dtype);
@@ -310,7 +333,7 @@ class Group {
 
   void collect_rows(std::size_t i, py::tuple rows, const Name& gn, const TensorRef& base, const Hyper* h,
                     const std::vector<const Group*>& all, Batch& batch) const {
-    auto* pa = py::detail::array_proxy(shapes_[i].ptr());
+    auto* pa = py::detail::array_proxy(held_[i][0].obj.ptr());
     if (rows.size() != 2) throw py::type_error(gn.str() + ": expected an array, None or SparseRows");
     if (pa->nd != 2)
       throw py::value_error(gn.str() + ": sparse rows need a 2-D parameter, got shape " + fmt_shape(pa));
@@ -370,10 +393,11 @@ class Group {
   Algo algo_;
   std::string param_label_;
   std::size_t first_index_;
+  std::vector<std::string> slot_labels_;
   std::int64_t* steps_ = nullptr;
   std::vector<TensorRef> tensors_;
-  std::vector<py::object> shapes_;  // the params, for shape checks of the grads
-  std::vector<py::object> refs_;
+  py::object steps_ref_;
+  std::vector<std::vector<Held>> held_;  // [param][0] = the param, then its state buffers
   std::vector<Interval> written_;
 };
 
@@ -387,10 +411,13 @@ enum StepStatus : int { kNothing = 0, kApplied = 1, kSkipped = 2 };
 py::tuple multi_step(const std::vector<const Group*>& groups, const std::vector<const Hyper*>& hypers,
                      py::object grads, double max_norm, bool skip_nonfinite, bool want_norm, bool want_stats) {
   if (groups.size() != hypers.size()) throw py::value_error("one Hyper per group expected");
-  py::object seq = py::reinterpret_steal<py::object>(PySequence_Fast(grads.ptr(), "grads: expected a sequence of arrays"));
+  // A tuple of our own holds a reference to every gradient while the kernels run without the
+  // GIL: another thread may empty the caller's list meanwhile.
+  if (!PySequence_Check(grads.ptr())) throw py::type_error("grads: expected a sequence of arrays");
+  py::object seq = py::reinterpret_steal<py::object>(PySequence_Tuple(grads.ptr()));
   if (!seq) throw py::error_already_set();
-  const std::size_t ng = static_cast<std::size_t>(PySequence_Fast_GET_SIZE(seq.ptr()));
-  PyObject* const* items = PySequence_Fast_ITEMS(seq.ptr());
+  const std::size_t ng = static_cast<std::size_t>(PyTuple_GET_SIZE(seq.ptr()));
+  PyObject* const* items = &PyTuple_GET_ITEM(seq.ptr(), 0);
   std::size_t expected = 0;
   for (const Group* g : groups) expected += g->size();
   if (ng != expected)
@@ -445,11 +472,17 @@ py::tuple multi_step(const std::vector<const Group*>& groups, const std::vector<
   return py::make_tuple(norm_obj, status, stats_obj);
 }
 
-py::list available_isas() {
-  py::list out;
+std::vector<std::string> available_isas() {
+  std::vector<std::string> out;
   for (int i = 0; i < kNumIsas; ++i)
-    if (isa_supported(static_cast<Isa>(i))) out.append(isa_name(static_cast<Isa>(i)));
+    if (isa_supported(static_cast<Isa>(i))) out.emplace_back(isa_name(static_cast<Isa>(i)));
   return out;
+}
+
+std::string isa_list() {
+  std::string s;
+  for (const std::string& name : available_isas()) s += (s.empty() ? "" : ", ") + name;
+  return s;
 }
 
 void set_isa(const std::string& name) {
@@ -457,8 +490,7 @@ void set_isa(const std::string& name) {
   if (!isa_from_name(name.c_str(), &isa))
     throw py::value_error("unknown ISA '" + name + "' (expected one of: scalar, avx2, avx512)");
   if (!isa_supported(isa))
-    throw std::runtime_error("ISA '" + name + "' is not supported by this CPU/OS (available: " +
-                             std::string(py::str(available_isas())) + ")");
+    throw std::runtime_error("ISA '" + name + "' is not supported by this CPU/OS (available: " + isa_list() + ")");
   set_active_isa(isa);
 }
 
@@ -475,7 +507,7 @@ PYBIND11_MODULE(_core, m) {
       throw py::value_error(std::string("ADAPTOPT_ISA: unknown ISA '") + bad +
                             "' (expected one of: scalar, avx2, avx512)");
     throw py::import_error(std::string("ADAPTOPT_ISA: ISA '") + bad + "' is not supported by this CPU/OS (available: " +
-                           std::string(py::str(available_isas())) + ")");
+                           isa_list() + ")");
   }
 
   m.def("isa", [] { return std::string(isa_name(active_isa())); }, "Name of the active kernel ISA.");
@@ -522,7 +554,7 @@ PYBIND11_MODULE(_core, m) {
         "None): status 0 = no gradient given, 1 = applied, 2 = skipped because a gradient was not\n"
         "finite; stats per group = (sum g^2, sum du^2, sum lr_eff, min lr_eff, max lr_eff, count).");
 
-  m.def("find_overlap", [](py::list arrays) -> py::object {
+  m.def("find_overlap", [](py::list arrays) -> std::optional<std::pair<std::size_t, std::size_t>> {
     std::vector<Interval> iv;
     static const std::string kArrays = "arrays";
     for (std::size_t i = 0; i < arrays.size(); ++i) {
@@ -530,8 +562,8 @@ PYBIND11_MODULE(_core, m) {
       iv.push_back(interval_of(v, std::to_string(i)));
     }
     auto [a, b] = sort_and_find_overlap(iv);
-    if (a == nullptr) return py::none();
-    const auto i = std::stoul(a->label), j = std::stoul(b->label);
-    return py::make_tuple(std::min(i, j), std::max(i, j));
+    if (a == nullptr) return std::nullopt;
+    const std::size_t i = std::stoul(a->label), j = std::stoul(b->label);
+    return std::make_pair(std::min(i, j), std::max(i, j));
   }, py::arg("arrays"), "Indices (i, j) of two arrays whose memory overlaps, or None.");
 }

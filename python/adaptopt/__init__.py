@@ -19,7 +19,7 @@ def isa() -> str:
     return _core.isa()
 
 
-def available_isas() -> list:
+def available_isas() -> "list[str]":
     """ISAs this CPU and OS support, lowest first; ADAPTOPT_ISA or set_isa() picks among them."""
     return list(_core.available_isas())
 

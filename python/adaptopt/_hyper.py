@@ -34,7 +34,10 @@ class Built(NamedTuple):
 def _real(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}: {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int no double can hold
+        raise ValueError(f"Invalid {name}: {name}={value!r} (too large for a double)") from None
 
 
 def _nonneg(desc: str, name: str, value: Any) -> float:
@@ -129,14 +132,16 @@ def sgd(g: Mapping[str, Any]) -> Built:
     return Built(_core.Hyper(SGD, lr, 0.0, dampening, 0.0, wd, momentum, flags), (momentum != 0,))
 
 
+MAX_STEP = 2**63 - 1  # the native step counters are int64
+
 BUILDERS = {RMSPROP: rmsprop, ADAGRAD: adagrad, ADADELTA: adadelta, ADAM: adam, SGD: sgd}
 
 
 def check_step(step: Any) -> int:
     if isinstance(step, bool) or not isinstance(step, numbers.Integral):
         raise TypeError(f"step must be an int (the 1-based number of this update), got {step!r}")
-    if step < 1:
-        raise ValueError(f"Invalid step: step={step!r} (must be >= 1)")
+    if not 1 <= step <= MAX_STEP:
+        raise ValueError(f"Invalid step: step={step!r} (must be in [1, 2**63 - 1])")
     return int(step)
 
 

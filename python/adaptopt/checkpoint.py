@@ -54,7 +54,7 @@ def save(opt: "Optimizer", path: PathLike, *, include_params: bool = True) -> No
     atomically."""
     path = os.fspath(path)
     sd = opt.state_dict()
-    arrays: Dict[str, np.ndarray] = {}
+    arrays: Dict[str, Any] = {}
     state_meta = {}
     for index, entry in sd["state"].items():
         state_meta[str(index)] = {"step": int(entry["step"]),

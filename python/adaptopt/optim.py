@@ -87,9 +87,9 @@ class _Runtime:
         self.param_list = param_list  # the group's own list object
         self.bufs: List[List[Optional[np.ndarray]]] = [[None] * nslots for _ in params]
         self.steps = np.zeros(len(params), dtype=np.int64)
-        self.native = None
-        self.key = None
-        self.built = None
+        self.native: Any = None  # _core.Group
+        self.key: Optional[tuple] = None
+        self.built: Any = None  # _hyper.Built
         self.complete = False  # every param has every slot the current hyperparameters need
 
 
@@ -455,7 +455,7 @@ class Optimizer:
             raise ValueError(f"{where}: missing 'step'")
         step = np.asarray(entry["step"])
         if step.shape != () or step.dtype.kind not in "iuf" or not np.isfinite(step) or step < 0 \
-                or float(step) != int(step):
+                or float(step) != int(step) or int(step) > _hyper.MAX_STEP:
             raise ValueError(f"{where}['step']: expected a non-negative integer, got {entry['step']!r}")
         rt.steps[j] = int(step)
         p = rt.params[j]
