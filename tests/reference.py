@@ -179,12 +179,39 @@ def adamw_step(
     )
 
 
+def sgd_step(p, g, state, *, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+             maximize=False):
+    """torch.optim.SGD: the momentum buffer starts as a copy of the first gradient."""
+    if not state:
+        state["step"] = 0
+        if momentum > 0:
+            state["momentum_buffer"] = np.zeros_like(p)
+    state["step"] += 1
+    g = _prepare_grad(p, g, maximize, weight_decay)
+    if momentum > 0:
+        buf = state["momentum_buffer"]
+        if state["step"] == 1:
+            buf[...] = g
+        else:
+            buf *= momentum
+            buf += (1 - dampening) * g
+        g = g + momentum * buf if nesterov else buf.copy()
+    p -= lr * g
+
+
+def clip_scale(grads, max_norm):
+    """torch.nn.utils.clip_grad_norm_ in float64: (scale to apply, total norm)."""
+    total = np.sqrt(sum(float(np.sum(np.asarray(g, np.float64) ** 2)) for g in grads if g is not None))
+    return min(1.0, max_norm / (total + 1e-6)), total
+
+
 STEP_FUNCTIONS = {
     "RMSprop": rmsprop_step,
     "Adagrad": adagrad_step,
     "Adadelta": adadelta_step,
     "Adam": adam_step,
     "AdamW": adamw_step,
+    "SGD": sgd_step,
 }
 
 

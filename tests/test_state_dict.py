@@ -68,7 +68,9 @@ def test_layout(name, hyper):
     opt.step(random_grads(rng, params))
     sd = opt.state_dict()
 
-    assert set(sd) == {"state", "param_groups"}
+    # torch's two keys, plus adaptopt's optimizer-wide counters (torch ignores extra keys)
+    assert set(sd) == {"state", "param_groups", "adaptopt"}
+    assert sd["adaptopt"] == {"step_count": 2, "skipped_steps": 0}
     assert isinstance(sd["param_groups"], list) and len(sd["param_groups"]) == 2
     assert sd["param_groups"][0]["params"] == [0, 1, 2]
     assert sd["param_groups"][1]["params"] == [3, 4]

@@ -55,25 +55,71 @@ void fill_step_scalars(TensorRef& t, const Hyper& h, std::int64_t step) {
       t.c0 = h.lr / (1.0 - std::pow(h.a, s));
       t.c1 = 1.0 / std::sqrt(1.0 - std::pow(h.b, s));
       break;
+    case Algo::Sgd:
+      t.c0 = step == 1 ? 1.0 : 0.0;
+      break;
     default:
       break;
   }
 }
 
-void run_step(const TensorRef* ts, const Hyper* const* hs, std::size_t count) {
+static int threads_for(std::size_t total) {
+  const std::size_t threshold = std::max<std::size_t>(parallel_threshold(), 1);
+  return static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(get_num_threads()),
+                                                std::max<std::size_t>(total / threshold, 1)));
+}
+
+double grad_sumsq(const TensorRef* ts, std::size_t count, bool* nonfinite) {
+  // Fixed blocks of each tensor, summed one by one in block order: the same additions in the
+  // same order whatever the thread count.
+  constexpr std::size_t kBlock = 1u << 15;
   const KernelTable& tab = active_table();
-  auto run = [&](std::size_t k, std::size_t lo, std::size_t hi) {
-    if (lo < hi) tab.fn[static_cast<int>(hs[k]->algo)][static_cast<int>(ts[k].dtype)](*hs[k], ts[k], lo, hi);
+  std::vector<std::size_t> first(count + 1, 0);
+  std::size_t total = 0;
+  for (std::size_t k = 0; k < count; ++k) {
+    first[k + 1] = first[k] + (ts[k].n + kBlock - 1) / kBlock;
+    total += ts[k].n;
+  }
+  const std::size_t nblocks = first[count];
+  std::vector<double> sums(nblocks, 0.0), bad(nblocks, 0.0);
+  auto block = [&](std::size_t b) {
+    const std::size_t k = static_cast<std::size_t>(std::upper_bound(first.begin(), first.end(), b) - first.begin()) - 1;
+    const std::size_t lo = (b - first[k]) * kBlock;
+    tab.sumsq[static_cast<int>(ts[k].dtype)](ts[k].g, lo, std::min(lo + kBlock, ts[k].n), &sums[b], &bad[b]);
+  };
+  const int nthreads = threads_for(total);
+  if (nthreads <= 1) {
+    for (std::size_t b = 0; b < nblocks; ++b) block(b);
+  } else {
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (std::ptrdiff_t b = 0; b < static_cast<std::ptrdiff_t>(nblocks); ++b) block(static_cast<std::size_t>(b));
+  }
+  double s = 0, z = 0;
+  for (std::size_t b = 0; b < nblocks; ++b) {
+    s += sums[b];
+    z += bad[b];
+  }
+  *nonfinite = z != 0;  // NaN != 0
+  return s;
+}
+
+void run_step(const TensorRef* ts, const Hyper* const* hs, std::size_t count, StepStats* stats,
+              std::size_t ngroups) {
+  const KernelTable& tab = active_table();
+  auto run = [&](std::size_t k, std::size_t lo, std::size_t hi, StepStats* st) {
+    if (lo < hi)
+      tab.fn[static_cast<int>(hs[k]->algo)][static_cast<int>(ts[k].dtype)](*hs[k], ts[k], lo, hi,
+                                                                          st ? &st[ts[k].group] : nullptr);
   };
   std::size_t total = 0;
   for (std::size_t k = 0; k < count; ++k) total += ts[k].n;
-  const std::size_t threshold = std::max<std::size_t>(parallel_threshold(), 1);
-  const int nthreads = static_cast<int>(
-      std::min<std::size_t>(static_cast<std::size_t>(get_num_threads()), std::max<std::size_t>(total / threshold, 1)));
+  const int nthreads = threads_for(total);
   if (nthreads <= 1) {
-    for (std::size_t k = 0; k < count; ++k) run(k, 0, ts[k].n);
+    for (std::size_t k = 0; k < count; ++k) run(k, 0, ts[k].n, stats);
     return;
   }
+  // Statistics per thread and group, merged in thread order afterwards.
+  std::vector<StepStats> per_thread(stats ? static_cast<std::size_t>(nthreads) * ngroups : 0);
   std::vector<std::size_t> start(count + 1, 0);
   for (std::size_t k = 0; k < count; ++k) start[k + 1] = start[k] + ts[k].n;
 
@@ -97,16 +143,18 @@ void run_step(const TensorRef* ts, const Hyper* const* hs, std::size_t count) {
   {
     const int parts = omp_get_num_threads();
     const int me = omp_get_thread_num();
+    StepStats* mine = stats ? &per_thread[static_cast<std::size_t>(me) * ngroups] : nullptr;
     const std::size_t lo = boundary(me, parts), hi = boundary(me + 1, parts);
     if (lo < hi) {
       std::size_t k = static_cast<std::size_t>(std::upper_bound(start.begin(), start.end(), lo) - start.begin()) - 1;
       for (; k < count && start[k] < hi; ++k) {
         const std::size_t b = std::max(lo, start[k]) - start[k];
         const std::size_t e = std::min(hi, start[k + 1]) - start[k];
-        run(k, b, e);
+        run(k, b, e, mine);
       }
     }
   }
+  for (std::size_t i = 0; i < per_thread.size(); ++i) stats[i % ngroups].merge(per_thread[i]);
 }
 
 }  // namespace adaptopt

@@ -2,13 +2,14 @@
 applied in place to NumPy arrays, behind a torch.optim-like API."""
 
 from . import _core
-from . import functional
-from .optim import Adadelta, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from . import functional, schedules
+from .optim import SGD, Adadelta, Adagrad, Adam, AdamW, Optimizer, RMSprop, SparseRows
 
 __version__ = _core.__version__
 
 __all__ = [
-    "Optimizer", "RMSprop", "Adagrad", "Adadelta", "Adam", "AdamW", "functional",
+    "Optimizer", "RMSprop", "Adagrad", "Adadelta", "Adam", "AdamW", "SGD", "SparseRows",
+    "functional", "schedules",
     "isa", "available_isas", "set_isa", "get_num_threads", "set_num_threads", "__version__",
 ]
 
@@ -18,7 +19,7 @@ def isa() -> str:
     return _core.isa()
 
 
-def available_isas() -> list:
+def available_isas() -> "list[str]":
     """ISAs this CPU and OS support, lowest first; ADAPTOPT_ISA or set_isa() picks among them."""
     return list(_core.available_isas())
 

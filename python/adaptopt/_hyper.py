@@ -12,7 +12,7 @@ from typing import Any, Mapping, NamedTuple
 
 from . import _core
 
-RMSPROP, ADAGRAD, ADADELTA, ADAM, PROBE = 0, 1, 2, 3, 4
+RMSPROP, ADAGRAD, ADADELTA, ADAM, PROBE, SGD = 0, 1, 2, 3, 4, 5
 
 CENTERED, NESTEROV, EPS_IN_SQRT, MAXIMIZE, AMSGRAD, DECOUPLED = (1 << i for i in range(6))
 
@@ -22,6 +22,7 @@ SLOTS = {
     ADAGRAD: ("sum",),
     ADADELTA: ("square_avg", "acc_delta"),
     ADAM: ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+    SGD: ("momentum_buffer",),
 }
 
 
@@ -33,7 +34,10 @@ class Built(NamedTuple):
 def _real(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}: {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int no double can hold
+        raise ValueError(f"Invalid {name}: {name}={value!r} (too large for a double)") from None
 
 
 def _nonneg(desc: str, name: str, value: Any) -> float:
@@ -113,14 +117,31 @@ def adam(g: Mapping[str, Any]) -> Built:
     return Built(_core.Hyper(ADAM, lr, b1, b2, eps, wd, 0.0, flags), (True, True, amsgrad))
 
 
-BUILDERS = {RMSPROP: rmsprop, ADAGRAD: adagrad, ADADELTA: adadelta, ADAM: adam}
+def sgd(g: Mapping[str, Any]) -> Built:
+    lr = _nonneg("learning rate", "lr", g["lr"])
+    momentum = _nonneg("momentum value", "momentum", g["momentum"])
+    dampening = _real("dampening", g["dampening"])
+    if not 0.0 <= dampening <= 1.0:
+        raise ValueError(f"Invalid dampening value: dampening={g['dampening']!r} (must be in [0, 1])")
+    wd = _nonneg("weight_decay value", "weight_decay", g["weight_decay"])
+    nesterov = _flag("nesterov", g["nesterov"])
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError("Invalid nesterov: nesterov=True requires momentum > 0 and dampening=0 "
+                         f"(momentum={g['momentum']!r}, dampening={g['dampening']!r})")
+    flags = _flags(nesterov=nesterov, maximize=_flag("maximize", g["maximize"]))
+    return Built(_core.Hyper(SGD, lr, 0.0, dampening, 0.0, wd, momentum, flags), (momentum != 0,))
+
+
+MAX_STEP = 2**63 - 1  # the native step counters are int64
+
+BUILDERS = {RMSPROP: rmsprop, ADAGRAD: adagrad, ADADELTA: adadelta, ADAM: adam, SGD: sgd}
 
 
 def check_step(step: Any) -> int:
     if isinstance(step, bool) or not isinstance(step, numbers.Integral):
         raise TypeError(f"step must be an int (the 1-based number of this update), got {step!r}")
-    if step < 1:
-        raise ValueError(f"Invalid step: step={step!r} (must be >= 1)")
+    if not 1 <= step <= MAX_STEP:
+        raise ValueError(f"Invalid step: step={step!r} (must be in [1, 2**63 - 1])")
     return int(step)
 
 

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Dict, Union
 
 import numpy as np
 
+from . import schedules
+
 if TYPE_CHECKING:
     from .optim import Optimizer
 
@@ -29,6 +31,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 def _json_value(x: Any) -> Any:
     if isinstance(x, np.generic):
         return x.item()
+    if isinstance(x, schedules.Schedule):
+        return x.to_dict()
     raise TypeError(f"param_groups value {x!r} of type {type(x).__name__} cannot be saved in a checkpoint")
 
 
@@ -50,7 +54,7 @@ def save(opt: "Optimizer", path: PathLike, *, include_params: bool = True) -> No
     atomically."""
     path = os.fspath(path)
     sd = opt.state_dict()
-    arrays: Dict[str, np.ndarray] = {}
+    arrays: Dict[str, Any] = {}
     state_meta = {}
     for index, entry in sd["state"].items():
         state_meta[str(index)] = {"step": int(entry["step"]),
@@ -63,7 +67,8 @@ def save(opt: "Optimizer", path: PathLike, *, include_params: bool = True) -> No
             arrays[f"param/{i}"] = p
     meta = {"format": FORMAT, "version": VERSION, "optimizer": type(opt).__name__,
             "param_groups": sd["param_groups"], "state": state_meta,
-            "num_params": len(opt._all_params()), "include_params": include_params}
+            "num_params": len(opt._all_params()), "include_params": include_params,
+            "adaptopt": sd["adaptopt"]}
     arrays["meta"] = np.frombuffer(json.dumps(meta, default=_json_value).encode(), dtype=np.uint8)
 
     directory = os.path.dirname(os.path.abspath(path))
@@ -122,7 +127,11 @@ def load(opt: "Optimizer", path: PathLike) -> None:
             if src.dtype != dst.dtype or src.shape != dst.shape:
                 raise ValueError(f"checkpoint {path!r}: param {i} is {src.dtype}{src.shape}, the optimizer's "
                                  f"is {dst.dtype}{dst.shape}")
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    groups = meta["param_groups"]
+    for g in groups:  # built-in lr schedules are stored as their to_dict()
+        if isinstance(g.get("lr"), dict):
+            g["lr"] = schedules.from_dict(g["lr"])
+    opt.load_state_dict({"state": state, "param_groups": groups, "adaptopt": meta.get("adaptopt", {})})
     if params is not None:
         for src, dst in zip(params, targets):
             np.copyto(dst, src)

@@ -6,6 +6,7 @@ takes the gradients, one per parameter in parameter order (``None`` skips a para
 
 from __future__ import annotations
 
+import math
 import operator
 import threading
 from typing import Any, Dict, Iterable, List, Optional, Sequence
@@ -14,7 +15,65 @@ import numpy as np
 
 from . import _core, _hyper, checkpoint
 
-__all__ = ["Optimizer", "RMSprop", "Adagrad", "Adadelta", "Adam", "AdamW"]
+__all__ = ["Optimizer", "RMSprop", "Adagrad", "Adadelta", "Adam", "AdamW", "SGD", "SparseRows"]
+
+
+class SparseRows(tuple):
+    """A gradient that touches only some rows of a 2-D parameter (an embedding table):
+    ``values[j]`` is the gradient of row ``indices[j]``. Duplicate indices are summed here, once.
+
+    With the optimizer's default ``sparse_mode="lazy"`` only the listed rows of the parameter
+    and of its state change (TensorFlow's SparseApply kernels, torch's SparseAdam); the cost is
+    proportional to the rows listed. ``sparse_mode="dense"`` gives exactly the result of the
+    dense gradient with zeros elsewhere (at the cost of a dense step)."""
+
+    __slots__ = ()
+
+    def __new__(cls, indices, values):
+        idx = np.asarray(indices)
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"SparseRows: indices must be integers, got dtype {idx.dtype}")
+        if idx.ndim != 1:
+            raise ValueError(f"SparseRows: indices must be 1-D, got shape {idx.shape}")
+        if not isinstance(values, np.ndarray):
+            raise TypeError(f"SparseRows: values must be a numpy.ndarray, got {type(values).__name__}")
+        if values.ndim != 2 or len(values) != len(idx):
+            raise ValueError(f"SparseRows: values must have shape (len(indices), columns) = ({len(idx)}, ...), "
+                             f"got {values.shape}")
+        if idx.dtype.kind == "u" and len(idx) and idx.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"SparseRows: row index {idx.max()} is out of range")
+        idx = idx.astype(np.int64, copy=False)
+        if len(idx) > 1 and not np.all(idx[1:] > idx[:-1]):
+            idx, inverse = np.unique(idx, return_inverse=True)
+            summed = np.zeros((len(idx), values.shape[1]), dtype=values.dtype)
+            np.add.at(summed, inverse, values)  # sums duplicates in their order of appearance
+            values = summed
+        return super().__new__(cls, (np.ascontiguousarray(idx), values))
+
+    @property
+    def indices(self) -> np.ndarray:
+        return self[0]
+
+    @property
+    def values(self) -> np.ndarray:
+        return self[1]
+
+    def to_dense(self, shape, dtype) -> np.ndarray:
+        out = np.zeros(shape, dtype=dtype)
+        out[self.indices] = self.values
+        return out
+
+
+_APPLIED, _SKIPPED = 1, 2  # statuses of _core.multi_step
+
+
+def _stats_dict(grad_sq: float, update_sq: float, lr_sum: float, lr_min: float, lr_max: float,
+                count: int) -> Dict[str, Any]:
+    if count == 0:  # no gradient for this group in this step
+        return {"elements": 0, "grad_norm": 0.0, "update_rms": None, "lr_min": None, "lr_mean": None,
+                "lr_max": None}
+    return {"elements": count, "grad_norm": math.sqrt(grad_sq), "update_rms": math.sqrt(update_sq / count),
+            "lr_min": lr_min, "lr_mean": lr_sum / count, "lr_max": lr_max}
 
 
 class _Runtime:
@@ -28,28 +87,46 @@ class _Runtime:
         self.param_list = param_list  # the group's own list object
         self.bufs: List[List[Optional[np.ndarray]]] = [[None] * nslots for _ in params]
         self.steps = np.zeros(len(params), dtype=np.int64)
-        self.native = None
-        self.key = None
-        self.built = None
+        self.native: Any = None  # _core.Group
+        self.key: Optional[tuple] = None
+        self.built: Any = None  # _hyper.Built
         self.complete = False  # every param has every slot the current hyperparameters need
 
 
 class Optimizer:
     """Base class. Subclasses set ``_algo``, ``_keys`` (hyperparameters read each step) and
-    ``defaults``."""
+    ``defaults``.
+
+    Every optimizer also takes these keyword-only options (attributes, changeable any time):
+    ``max_grad_norm`` (clip each step's gradients to this global L2 norm, fused into the update;
+    the norm is then in ``last_grad_norm``), ``skip_nonfinite`` (skip a step whose gradients
+    hold a NaN or Inf; counted in ``skipped_steps``), ``sparse_mode`` ("lazy" or "dense",
+    for :class:`SparseRows` gradients) and ``track_stats`` (per-group statistics computed in
+    the update pass, in ``last_stats``). ``lr`` may be a schedule: a callable of the number of
+    steps applied so far (see :mod:`adaptopt.schedules`)."""
 
     _algo: int
     _keys: tuple
 
-    def __init__(self, params: Iterable, defaults: Dict[str, Any]):
+    def __init__(self, params: Iterable, defaults: Dict[str, Any], *,
+                 max_grad_norm: Optional[float] = None, skip_nonfinite: bool = False,
+                 sparse_mode: str = "lazy", track_stats: bool = False):
         self.defaults = dict(defaults)
+        self.track_stats = track_stats
+        self.last_stats: Optional[List[Dict[str, Any]]] = None
+        self.max_grad_norm = max_grad_norm
+        self.skip_nonfinite = skip_nonfinite
+        self.sparse_mode = sparse_mode
+        self.last_grad_norm: Optional[float] = None
+        self.skipped_steps = 0
+        self._step_count = 0  # applied steps: what lr schedules are evaluated at
         self._slots = _hyper.SLOTS[self._algo]
         self._key = operator.itemgetter(*self._keys)
         self._nparams = 0
         self._lock = threading.RLock()  # steps, loads and saves of one optimizer serialize
         self.param_groups: List[Dict[str, Any]] = []
         self._runtimes: List[_Runtime] = []
-        _hyper.BUILDERS[self._algo](self.defaults)
+        _hyper.BUILDERS[self._algo](self._resolved(self.defaults))
         if isinstance(params, np.ndarray):
             raise TypeError("params: expected an iterable of numpy arrays or of param-group dicts, "
                             "got a single ndarray (wrap it in a list)")
@@ -78,7 +155,7 @@ class Optimizer:
             group.setdefault(k, v)
         group["params"] = params
         self._group_defaults(group)
-        built = _hyper.BUILDERS[self._algo](group)
+        built = _hyper.BUILDERS[self._algo](self._resolved(group))
         first = self._nparams
         rt = _Runtime(params, params, len(self._slots))
         self._init_state(rt, group)
@@ -88,10 +165,65 @@ class Optimizer:
             i, j = overlap
             raise ValueError(f"params[{i}] and params[{j}] overlap in memory "
                              "(each parameter must be a separate array, listed once)")
-        rt.key, rt.built = self._key(group), built
+        rt.key, rt.built = self._key(self._resolved(group)), built
         self.param_groups.append(group)
         self._runtimes.append(rt)
         self._nparams += len(params)
+
+    # -- options -----------------------------------------------------------------------------
+    @property
+    def max_grad_norm(self) -> Optional[float]:
+        """Clip the gradients of each step to this global L2 norm (torch's clip_grad_norm_),
+        fused into the update; None turns clipping off."""
+        return self._max_grad_norm
+
+    @max_grad_norm.setter
+    def max_grad_norm(self, value: Optional[float]) -> None:
+        if value is not None:
+            v = _hyper._real("max_grad_norm", value)
+            if not v > 0:
+                raise ValueError(f"Invalid max_grad_norm: max_grad_norm={value!r} (must be > 0 or None)")
+        self._max_grad_norm = None if value is None else float(value)
+
+    @property
+    def skip_nonfinite(self) -> bool:
+        """Skip the whole step (params and state untouched) when any gradient element is NaN or
+        infinite; ``skipped_steps`` counts them."""
+        return self._skip_nonfinite
+
+    @skip_nonfinite.setter
+    def skip_nonfinite(self, value: bool) -> None:
+        self._skip_nonfinite = _hyper._flag("skip_nonfinite", value)
+
+    @property
+    def track_stats(self) -> bool:
+        """Compute per-group statistics in the update pass itself; after each step,
+        ``last_stats[i]`` holds group i's gradient norm, update RMS and the min / mean / max of
+        the effective per-element learning rate (the factor of g in the update, lr/denominator)."""
+        return self._track_stats
+
+    @track_stats.setter
+    def track_stats(self, value: bool) -> None:
+        self._track_stats = _hyper._flag("track_stats", value)
+
+    @property
+    def sparse_mode(self) -> str:
+        """How a SparseRows gradient updates: "lazy" (listed rows only) or "dense"."""
+        return self._sparse_mode
+
+    @sparse_mode.setter
+    def sparse_mode(self, value: str) -> None:
+        if value not in ("lazy", "dense"):
+            raise ValueError(f"Invalid sparse_mode: sparse_mode={value!r} (expected 'lazy' or 'dense')")
+        self._sparse_mode = value
+
+    def _resolved(self, group: Dict[str, Any]) -> Dict[str, Any]:
+        """The group with a scheduled lr evaluated at the current step count."""
+        lr = group.get("lr")
+        if callable(lr):
+            group = dict(group)
+            group["lr"] = lr(self._step_count)
+        return group
 
     def _group_defaults(self, group: Dict[str, Any]) -> None:
         """Hook for options that a subclass fixes (AdamW's decoupled weight decay)."""
@@ -107,9 +239,10 @@ class Optimizer:
         return _core.Group(self._algo, params, bufs, steps, "params", first, labels)
 
     # -- stepping ----------------------------------------------------------------------------
-    def step(self, grads: Sequence[Optional[np.ndarray]]) -> None:
+    def step(self, grads: Sequence[Any]) -> None:
         """Applies one update to every parameter, in place. ``grads`` holds one array per
-        parameter (same order, shape and dtype), or ``None`` to skip that parameter."""
+        parameter (same order, shape and dtype), ``None`` to skip that parameter, or a
+        :class:`SparseRows` for a 2-D parameter."""
         if not isinstance(grads, (list, tuple)):
             if isinstance(grads, np.ndarray):
                 raise TypeError("grads: expected a sequence of arrays (one per parameter), got an ndarray")
@@ -119,10 +252,14 @@ class Optimizer:
             if len(grads) != n:
                 raise ValueError(f"grads: expected {n} arrays (one per parameter, in parameter order), "
                                  f"got {len(grads)}")
+            if self._sparse_mode == "dense":
+                grads = self._densify(grads)
             natives, hypers, pending = [], [], []
             first = 0
             for gi, (group, rt) in enumerate(zip(self.param_groups, self._runtimes)):
                 self._check_params_unchanged(gi, group, rt)
+                if callable(group["lr"]):
+                    group = self._resolved(group)
                 key = self._key(group)
                 if key != rt.key:
                     try:
@@ -143,9 +280,36 @@ class Optimizer:
                 natives.append(native)
                 hypers.append(rt.built.hyper)
                 first += len(rt.params)
-            _core.multi_step(natives, hypers, grads)
+            clip = self._max_grad_norm
+            norm, status, stats = _core.multi_step(natives, hypers, grads, -1.0 if clip is None else clip,
+                                                   self._skip_nonfinite, False, self._track_stats)
+            self.last_grad_norm = norm
+            self.last_stats = None if stats is None else [_stats_dict(*s) for s in stats]
+            if status == _SKIPPED:
+                self.skipped_steps += 1
+                return
+            if status == _APPLIED:  # a step with every gradient None changes nothing
+                self._step_count += 1
             for rt, bufs, native in pending:  # new state is kept only once the step succeeded
                 rt.bufs, rt.native = bufs, native
+
+    def _densify(self, grads):
+        params = self._all_params()
+        out = list(grads)
+        for i, g in enumerate(out):
+            if isinstance(g, SparseRows):
+                p = params[i]
+                if g.values.dtype != p.dtype:
+                    raise TypeError(f"grads[{i}].values: dtype {g.values.dtype} does not match the "
+                                    f"parameter's {p.dtype} (no implicit casts)")
+                if p.ndim != 2 or g.values.shape[1] != p.shape[1]:
+                    raise ValueError(f"grads[{i}]: sparse rows of width {g.values.shape[1]} do not fit "
+                                     f"the parameter's shape {p.shape}")
+                if len(g.indices) and (g.indices[0] < 0 or g.indices[-1] >= p.shape[0]):
+                    bad = g.indices[0] if g.indices[0] < 0 else g.indices[-1]
+                    raise ValueError(f"grads[{i}]: row index {bad} is out of range for {p.shape[0]} rows")
+                out[i] = g.to_dense(p.shape, p.dtype)
+        return out
 
     def _check_params_unchanged(self, gi: int, group: Dict[str, Any], rt: _Runtime) -> None:
         ps = group["params"]
@@ -178,7 +342,7 @@ class Optimizer:
         for rt in self._runtimes:
             for j in range(len(rt.params)):
                 bufs = rt.bufs[j]
-                if any(b is not None for b in bufs):
+                if rt.steps[j] > 0 or any(b is not None for b in bufs):
                     entry: Dict[str, Any] = {"step": int(rt.steps[j])}
                     for name, b in zip(self._slots, bufs):
                         if b is not None:
@@ -200,7 +364,8 @@ class Optimizer:
             g["params"] = list(range(i, i + len(group["params"])))
             i += len(group["params"])
             groups.append(g)
-        return {"state": self.state, "param_groups": groups}
+        return {"state": self.state, "param_groups": groups,
+                "adaptopt": {"step_count": self._step_count, "skipped_steps": self.skipped_steps}}
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Validates everything first (on any mismatch: an error and nothing changed), then
@@ -246,7 +411,7 @@ class Optimizer:
             g["params"] = group["params"]
             self._group_defaults(g)
             try:
-                built = _hyper.BUILDERS[self._algo](g)
+                built = _hyper.BUILDERS[self._algo](self._resolved(g))
             except (TypeError, ValueError) as e:
                 raise type(e)(f"state_dict: param_groups[{gi}]: {e}") from None
             for j, pid in enumerate(ids):
@@ -254,7 +419,7 @@ class Optimizer:
                     raise ValueError(f"state_dict: parameter id {pid!r} appears twice")
                 index_of[pid] = (gi, j)
             nrt = _Runtime(rt.params, group["params"], len(self._slots))
-            nrt.key, nrt.built = self._key(g), built
+            nrt.key, nrt.built = None, built
             new_groups.append(g)
             new_runtimes.append(nrt)
         for pid, entry in saved_state.items():
@@ -266,6 +431,12 @@ class Optimizer:
             self._init_state(nrt, g)
             nrt.native = self._make_native(nrt.params, nrt.bufs, nrt.steps, first)
             first += len(nrt.params)
+        extra = state_dict.get("adaptopt", {})
+        counts = (extra.get("step_count", 0), extra.get("skipped_steps", 0)) if isinstance(extra, dict) else None
+        if counts is None or not all(isinstance(c, (int, np.integer)) and c >= 0 for c in counts):
+            raise ValueError(f"state_dict: 'adaptopt' must hold non-negative step_count and skipped_steps, "
+                             f"got {extra!r}")
+        self._step_count, self.skipped_steps = int(counts[0]), int(counts[1])
         for group, g in zip(self.param_groups, new_groups):  # keep the caller's group dicts
             group.clear()
             group.update(g)
@@ -284,7 +455,7 @@ class Optimizer:
             raise ValueError(f"{where}: missing 'step'")
         step = np.asarray(entry["step"])
         if step.shape != () or step.dtype.kind not in "iuf" or not np.isfinite(step) or step < 0 \
-                or float(step) != int(step):
+                or float(step) != int(step) or int(step) > _hyper.MAX_STEP:
             raise ValueError(f"{where}['step']: expected a non-negative integer, got {entry['step']!r}")
         rt.steps[j] = int(step)
         p = rt.params[j]
@@ -324,10 +495,11 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0, momentum: float = 0, centered: bool = False,
-                 nesterov: bool = False, eps_in_sqrt: bool = False, *, maximize: bool = False):
+                 nesterov: bool = False, eps_in_sqrt: bool = False, *, maximize: bool = False,
+                 **options: Any):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                       momentum=momentum, centered=centered, nesterov=nesterov,
-                                      eps_in_sqrt=eps_in_sqrt, maximize=maximize))
+                                      eps_in_sqrt=eps_in_sqrt, maximize=maximize), **options)
 
 
 class Adagrad(Optimizer):
@@ -338,10 +510,11 @@ class Adagrad(Optimizer):
     _keys = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize")
 
     def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0, weight_decay: float = 0,
-                 initial_accumulator_value: float = 0, eps: float = 1e-10, *, maximize: bool = False):
+                 initial_accumulator_value: float = 0, eps: float = 1e-10, *, maximize: bool = False,
+                 **options: Any):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value, eps=eps,
-                                      maximize=maximize))
+                                      maximize=maximize), **options)
 
     def _init_state(self, rt: _Runtime, group: Dict[str, Any]) -> None:
         iav = float(group["initial_accumulator_value"])
@@ -358,9 +531,9 @@ class Adadelta(Optimizer):
     _keys = ("lr", "rho", "eps", "weight_decay", "maximize")
 
     def __init__(self, params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
-                 weight_decay: float = 0, *, maximize: bool = False):
+                 weight_decay: float = 0, *, maximize: bool = False, **options: Any):
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
-                                      maximize=maximize))
+                                      maximize=maximize), **options)
 
 
 class Adam(Optimizer):
@@ -372,10 +545,10 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
-                 decoupled_weight_decay: bool = False):
+                 decoupled_weight_decay: bool = False, **options: Any):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, maximize=maximize,
-                                      decoupled_weight_decay=decoupled_weight_decay))
+                                      decoupled_weight_decay=decoupled_weight_decay), **options)
 
     def _group_defaults(self, group: Dict[str, Any]) -> None:
         if isinstance(group.get("betas"), list):  # e.g. from JSON: keep torch's tuple
@@ -386,10 +559,27 @@ class AdamW(Adam):
     """AdamW: Adam with decoupled weight decay (default 1e-2), as torch.optim.AdamW."""
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 **options: Any):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True)
+                         amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True, **options)
 
     def _group_defaults(self, group: Dict[str, Any]) -> None:
         super()._group_defaults(group)
         group["decoupled_weight_decay"] = True
+
+
+class SGD(Optimizer):
+    """SGD with momentum, dampening, Nesterov and weight decay (torch.optim.SGD's semantics:
+    the momentum buffer starts as a copy of the first gradient). State: momentum_buffer (when
+    momentum > 0) and step."""
+
+    _algo = _hyper.SGD
+    _keys = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
+
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
+                 weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
+                 **options: Any):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      maximize=maximize), **options)

@@ -51,14 +51,22 @@ struct Buffers {
         s1(static_cast<T*>(t.s[1])), s2(static_cast<T*>(t.s[2])) {}
 };
 
-// g = (maximize ? -grad : grad) + [weight_decay * p]
-template <class V>
-AO_INLINE V effective_grad(V g, V p, bool maximize, bool has_wd, typename V::Elem wd) {
-  using T = typename V::Elem;
-  if (maximize) g = g * V::set(T(-1));
-  if (has_wd) g = mul_add(V::set(wd), p, g);
-  return g;
-}
+// g = clip_scale * grad, negated if maximize, plus weight_decay * p when L2 decay applies.
+template <class T>
+struct GradPrep {
+  T scale, wd;
+  bool scaled, maximize, has_wd;
+  GradPrep(const Hyper& h, bool l2)
+      : scale(T(h.grad_scale)), wd(T(h.weight_decay)), scaled(h.grad_scale != 1.0),
+        maximize(h.flags & kMaximize), has_wd(l2 && h.weight_decay != 0) {}
+  template <class V>
+  AO_INLINE V operator()(V g, V p) const {
+    if (scaled) g = g * V::set(scale);
+    if (maximize) g = g * V::set(T(-1));
+    if (has_wd) g = mul_add(V::set(wd), p, g);
+    return g;
+  }
+};
 
 // square_avg.mul_(a).addcmul_(g, g, value=1-a)
 template <class V>
@@ -66,20 +74,90 @@ AO_INLINE V ema_sq(V s, V g, typename V::Elem a, typename V::Elem one_minus_a) {
   return mul_add(V::set(one_minus_a) * g, g, s * V::set(a));
 }
 
+// The lanes of x added in lane order, in double.
+template <class D>
+AO_INLINE double sum_lanes(D x) {
+  typename D::Elem lanes[D::kLanes];
+  x.store(lanes);
+  double s = 0;
+  for (std::size_t k = 0; k < D::kLanes; ++k) s += lanes[k];
+  return s;
+}
+
+// Accumulates StepStats over one chunk: vector partial sums in T, moved into double every
+// 256 blocks so float32 sums do not lose precision. A no-op unless kStats.
+template <class T, bool kStats>
+struct StatsAcc {
+  template <class V>
+  struct Part {
+    V gsq = V::set(0), usq = V::set(0), lsum = V::set(0);
+    V lmin = V::set(__builtin_inf()), lmax = V::set(-__builtin_inf());
+    unsigned n = 0;
+  };
+  using W = typename Wide<T>::type;
+  Part<W> wide;
+  Part<Scalar<T>> tail;
+  StepStats out;
+
+  template <class V>
+  AO_INLINE void add(V g, V update, V lr) {
+    if constexpr (kStats) {
+      auto& a = pick<V>();
+      a.gsq = mul_add(g, g, a.gsq);
+      a.usq = mul_add(update, update, a.usq);
+      a.lsum = a.lsum + lr;
+      a.lmin = min_nan(a.lmin, lr);
+      a.lmax = max_nan(a.lmax, lr);
+      if (++a.n == 256) flush(a);
+    }
+  }
+
+  void finish(StepStats* st, std::size_t count) {
+    if constexpr (kStats) {
+      flush(wide);
+      flush(tail);
+      out.count = count;
+      st->merge(out);
+    }
+  }
+
+ private:
+  template <class V>
+  AO_INLINE auto& pick() {
+    if constexpr (V::kLanes == 1) return tail;
+    else return wide;
+  }
+  template <class V>
+  void flush(Part<V>& a) {
+    T lo[V::kLanes], hi[V::kLanes];
+    a.lmin.store(lo);
+    a.lmax.store(hi);
+    for (std::size_t k = 0; k < V::kLanes; ++k) {
+      out.lr_min = lo[k] < out.lr_min ? lo[k] : out.lr_min;
+      out.lr_max = hi[k] > out.lr_max ? hi[k] : out.lr_max;
+    }
+    out.grad_sq += sum_lanes(a.gsq);
+    out.update_sq += sum_lanes(a.usq);
+    out.lr_sum += sum_lanes(a.lsum);
+    a = Part<V>();
+  }
+};
+
 // ---------------------------------------------------------------------------------------------
 // RMSprop: s0 = square_avg, s1 = momentum_buffer, s2 = grad_avg
-template <class T>
-void rmsprop_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end) {
+template <class T, bool kStats>
+void rmsprop_impl(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end, StepStats* st) {
   const Buffers<T> b(t);
-  const T wd = T(h.weight_decay), alpha = T(h.a), one_m_alpha = T(1.0 - h.a), eps = T(h.eps);
-  const T mom = T(h.momentum), neg_lr = T(-h.lr);
-  const bool maximize = h.flags & kMaximize, has_wd = h.weight_decay != 0;
+  const GradPrep<T> prep(h, true);
+  const T alpha = T(h.a), one_m_alpha = T(1.0 - h.a), eps = T(h.eps);
+  const T mom = T(h.momentum), lr = T(h.lr), neg_lr = T(-h.lr);
   const bool centered = h.flags & kCentered, nesterov = h.flags & kNesterov;
   const bool in_sqrt = h.flags & kEpsInSqrt, has_mom = h.momentum != 0;
+  StatsAcc<T, kStats> acc;
   for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
     using V = decltype(tag);
-    const V p = V::load(b.p + i);
-    const V g = effective_grad(V::load(b.g + i), p, maximize, has_wd, wd);
+    const V p = V::load(b.p + i), raw = V::load(b.g + i);
+    const V g = prep(raw, p);
     const V sq = ema_sq(V::load(b.s0 + i), g, alpha, one_m_alpha);
     sq.store(b.s0 + i);
     V avg = sq;
@@ -90,72 +168,87 @@ void rmsprop_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::s
       avg = mul_add(ga * V::set(T(-1)), ga, sq);
     }
     const V denom = in_sqrt ? sqrt(avg + V::set(eps)) : sqrt(avg) + V::set(eps);
+    V pn;
     if (has_mom) {
       const V u = g / denom;
       const V buf = V::load(b.s1 + i) * V::set(mom) + u;
       buf.store(b.s1 + i);
       const V upd = nesterov ? mul_add(V::set(mom), buf, u) : buf;
-      mul_add(V::set(neg_lr), upd, p).store(b.p + i);
+      pn = mul_add(V::set(neg_lr), upd, p);
     } else {
-      (p + (V::set(neg_lr) * g) / denom).store(b.p + i);
+      pn = p + (V::set(neg_lr) * g) / denom;
     }
+    pn.store(b.p + i);
+    if constexpr (kStats) acc.add(raw, pn - p, V::set(lr) / denom);
   });
+  acc.finish(st, end - begin);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Adagrad: s0 = sum; t.c0 = lr / (1 + (step - 1) * lr_decay)
-template <class T>
-void adagrad_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end) {
+template <class T, bool kStats>
+void adagrad_impl(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end, StepStats* st) {
   const Buffers<T> b(t);
-  const T wd = T(h.weight_decay), eps = T(h.eps), neg_clr = T(-t.c0);
-  const bool maximize = h.flags & kMaximize, has_wd = h.weight_decay != 0;
+  const GradPrep<T> prep(h, true);
+  const T eps = T(h.eps), clr = T(t.c0), neg_clr = T(-t.c0);
+  StatsAcc<T, kStats> acc;
   for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
     using V = decltype(tag);
-    const V p = V::load(b.p + i);
-    const V g = effective_grad(V::load(b.g + i), p, maximize, has_wd, wd);
+    const V p = V::load(b.p + i), raw = V::load(b.g + i);
+    const V g = prep(raw, p);
     const V sum = mul_add(g, g, V::load(b.s0 + i));
     sum.store(b.s0 + i);
-    (p + (V::set(neg_clr) * g) / (sqrt(sum) + V::set(eps))).store(b.p + i);
+    const V denom = sqrt(sum) + V::set(eps);
+    const V pn = p + (V::set(neg_clr) * g) / denom;
+    pn.store(b.p + i);
+    if constexpr (kStats) acc.add(raw, pn - p, V::set(clr) / denom);
   });
+  acc.finish(st, end - begin);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Adadelta: s0 = square_avg, s1 = acc_delta
-template <class T>
-void adadelta_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end) {
+template <class T, bool kStats>
+void adadelta_impl(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end, StepStats* st) {
   const Buffers<T> b(t);
-  const T wd = T(h.weight_decay), rho = T(h.a), one_m_rho = T(1.0 - h.a), eps = T(h.eps);
-  const T neg_lr = T(-h.lr);
-  const bool maximize = h.flags & kMaximize, has_wd = h.weight_decay != 0;
+  const GradPrep<T> prep(h, true);
+  const T rho = T(h.a), one_m_rho = T(1.0 - h.a), eps = T(h.eps), lr = T(h.lr), neg_lr = T(-h.lr);
+  StatsAcc<T, kStats> acc;
   for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
     using V = decltype(tag);
-    const V p = V::load(b.p + i);
-    const V g = effective_grad(V::load(b.g + i), p, maximize, has_wd, wd);
+    const V p = V::load(b.p + i), raw = V::load(b.g + i);
+    const V g = prep(raw, p);
     const V sq = ema_sq(V::load(b.s0 + i), g, rho, one_m_rho);
     sq.store(b.s0 + i);
-    const V acc = V::load(b.s1 + i);
-    const V delta = sqrt(acc + V::set(eps)) / sqrt(sq + V::set(eps)) * g;
-    ema_sq(acc, delta, rho, one_m_rho).store(b.s1 + i);
-    mul_add(V::set(neg_lr), delta, p).store(b.p + i);
+    const V accd = V::load(b.s1 + i);
+    const V ratio = sqrt(accd + V::set(eps)) / sqrt(sq + V::set(eps));
+    const V delta = ratio * g;
+    ema_sq(accd, delta, rho, one_m_rho).store(b.s1 + i);
+    const V pn = mul_add(V::set(neg_lr), delta, p);
+    pn.store(b.p + i);
+    if constexpr (kStats) acc.add(raw, pn - p, V::set(lr) * ratio);
   });
+  acc.finish(st, end - begin);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Adam: s0 = exp_avg, s1 = exp_avg_sq, s2 = max_exp_avg_sq; t.c0 = lr / bc1, t.c1 = 1/sqrt(bc2)
-template <class T>
-void adam_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end) {
+template <class T, bool kStats>
+void adam_impl(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end, StepStats* st) {
   const Buffers<T> b(t);
-  const T wd = T(h.weight_decay), w1 = T(1.0 - h.a), w1c = T(h.a), beta2 = T(h.b);
-  const T one_m_beta2 = T(1.0 - h.b), eps = T(h.eps), neg_step = T(-t.c0), inv_bc2 = T(t.c1);
-  const T decay = T(1.0 - h.lr * h.weight_decay);
-  const bool maximize = h.flags & kMaximize, amsgrad = h.flags & kAmsgrad;
-  const bool decoupled = h.flags & kDecoupled, has_wd = h.weight_decay != 0;
+  const bool decoupled = h.flags & kDecoupled, amsgrad = h.flags & kAmsgrad;
+  const GradPrep<T> prep(h, !decoupled);
+  const T w1 = T(1.0 - h.a), w1c = T(h.a), beta2 = T(h.b);
+  const T one_m_beta2 = T(1.0 - h.b), eps = T(h.eps), step = T(t.c0), neg_step = T(-t.c0);
+  const T inv_bc2 = T(t.c1), decay = T(1.0 - h.lr * h.weight_decay);
+  const bool decay_p = decoupled && h.weight_decay != 0;
   const bool lerp_low = (1.0 - h.a) < 0.5;
+  StatsAcc<T, kStats> acc;
   for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
     using V = decltype(tag);
-    V p = V::load(b.p + i);
-    const V g = effective_grad(V::load(b.g + i), p, maximize, has_wd && !decoupled, wd);
-    if (has_wd && decoupled) p = p * V::set(decay);
+    const V p0 = V::load(b.p + i), raw = V::load(b.g + i);
+    const V g = prep(raw, p0);
+    const V p = decay_p ? p0 * V::set(decay) : p0;
     V m = V::load(b.s0 + i);
     // exp_avg.lerp_(g, 1 - beta1)
     m = lerp_low ? mul_add(V::set(w1), g - m, m) : mul_add(V::set(-w1c), g - m, g);
@@ -168,8 +261,68 @@ void adam_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size
       vv.store(b.s2 + i);
     }
     const V denom = sqrt(vv) * V::set(inv_bc2) + V::set(eps);
-    (p + (V::set(neg_step) * m) / denom).store(b.p + i);
+    const V pn = p + (V::set(neg_step) * m) / denom;
+    pn.store(b.p + i);
+    if constexpr (kStats) acc.add(raw, pn - p0, V::set(step) / denom);
   });
+  acc.finish(st, end - begin);
+}
+
+// ---------------------------------------------------------------------------------------------
+// SGD: s0 = momentum_buffer; t.c0 = 1 on the first step (the buffer starts as a copy of g)
+template <class T, bool kStats>
+void sgd_impl(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end, StepStats* st) {
+  const Buffers<T> b(t);
+  const GradPrep<T> prep(h, true);
+  const T mom = T(h.momentum), one_m_damp = T(1.0 - h.b), lr = T(h.lr), neg_lr = T(-h.lr);
+  const bool has_mom = h.momentum != 0, nesterov = h.flags & kNesterov, first = t.c0 != 0;
+  StatsAcc<T, kStats> acc;
+  for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
+    using V = decltype(tag);
+    const V p = V::load(b.p + i), raw = V::load(b.g + i);
+    V g = prep(raw, p);
+    if (has_mom) {
+      // buf.mul_(momentum).add_(g, alpha=1 - dampening)
+      const V buf = first ? g : mul_add(V::set(one_m_damp), g, V::load(b.s0 + i) * V::set(mom));
+      buf.store(b.s0 + i);
+      g = nesterov ? mul_add(V::set(mom), buf, g) : buf;
+    }
+    const V pn = mul_add(V::set(neg_lr), g, p);
+    pn.store(b.p + i);
+    if constexpr (kStats) acc.add(raw, pn - p, V::set(lr));
+  });
+  acc.finish(st, end - begin);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sum of squares for gradient clipping, in double, in a fixed order for a given [begin, end):
+// four vector accumulators combined as (a0 + a1) + (a2 + a3), lanes summed in order, then the
+// tail. 0 * g accumulates NaN exactly when some element is NaN or infinite.
+template <class T>
+void sumsq_chunk(const void* gv, std::size_t begin, std::size_t end, double* sum, double* nonfinite) {
+  const T* g = static_cast<const T*>(gv);
+  using D = typename Wide<double>::type;
+  constexpr std::size_t L = D::kLanes;
+  D acc[4] = {D::set(0), D::set(0), D::set(0), D::set(0)};
+  D bad = D::set(0);
+  const D zero = D::set(0);
+  std::size_t i = begin;
+  for (; i + 4 * L <= end; i += 4 * L) {
+    for (std::size_t k = 0; k < 4; ++k) {
+      const D x = D::load_from(g + i + k * L);
+      acc[k] = mul_add(x, x, acc[k]);
+      bad = bad + x * zero;
+    }
+  }
+  Scalar<double> s{sum_lanes((acc[0] + acc[1]) + (acc[2] + acc[3]))};
+  Scalar<double> z{sum_lanes(bad)};
+  for (; i < end; ++i) {
+    const auto x = Scalar<double>::load_from(g + i);
+    s = mul_add(x, x, s);
+    z = z + x * Scalar<double>::set(0);
+  }
+  *sum += s.v;
+  *nonfinite += z.v;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -177,7 +330,7 @@ void adam_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size
 // buffers once, like an update with the same buffers, with one add per stream. h.lr is 0 at
 // run time, so values do not change but nothing can be optimised away.
 template <class T>
-void probe_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end) {
+void probe_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end, StepStats*) {
   const Buffers<T> b(t);
   const T k = T(h.lr);
   const bool has0 = b.s0 != nullptr, has1 = b.s1 != nullptr, has2 = b.s2 != nullptr;
@@ -191,6 +344,20 @@ void probe_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::siz
   });
 }
 
+// The table's entry for each rule: the statistics variant only when asked for.
+#define AO_CHUNK(name)                                                                            \
+  template <class T>                                                                              \
+  void name##_chunk(const Hyper& h, const TensorRef& t, std::size_t b, std::size_t e, StepStats* st) { \
+    if (st != nullptr) name##_impl<T, true>(h, t, b, e, st);                                       \
+    else name##_impl<T, false>(h, t, b, e, st);                                                   \
+  }
+AO_CHUNK(rmsprop)
+AO_CHUNK(adagrad)
+AO_CHUNK(adadelta)
+AO_CHUNK(adam)
+AO_CHUNK(sgd)
+#undef AO_CHUNK
+
 }  // namespace
 
 const KernelTable& table() {
@@ -202,7 +369,9 @@ const KernelTable& table() {
           {&adadelta_chunk<float>, &adadelta_chunk<double>},
           {&adam_chunk<float>, &adam_chunk<double>},
           {&probe_chunk<float>, &probe_chunk<double>},
+          {&sgd_chunk<float>, &sgd_chunk<double>},
       },
+      {&sumsq_chunk<float>, &sumsq_chunk<double>},
   };
   return t;
 }

@@ -4,7 +4,8 @@
 // by the linker into the baseline path. Only builtins and intrinsics are used (no std:: math
 // functions, whose out-of-line copies would be shared across files).
 //
-// Every wrapper has the same operations: load, store, set, + - * /, sqrt, mul_add, max_nan.
+// Every wrapper has the same operations: load, store, set, + - * /, sqrt, mul_add, max_nan, min_nan;
+// the double wrappers also have load_from (a widening load from float).
 // Scalar<T> is the width-1 vector used for the tail of every ISA and for the whole baseline path.
 #pragma once
 
@@ -16,6 +17,8 @@ struct Scalar {
   static constexpr std::size_t kLanes = 1;
   T v;
   static AO_INLINE Scalar load(const T* p) { return {*p}; }
+  template <class U>
+  static AO_INLINE Scalar load_from(const U* p) { return {T(*p)}; }  // widening load
   static AO_INLINE Scalar set(T x) { return {x}; }
   AO_INLINE void store(T* p) const { *p = v; }
   friend AO_INLINE Scalar operator+(Scalar a, Scalar b) { return {a.v + b.v}; }
@@ -37,6 +40,7 @@ struct Scalar {
   }
   // (a > b) ? a : b, the semantics of x86 MAXPS: returns b when either is NaN.
   friend AO_INLINE Scalar max_nan(Scalar a, Scalar b) { return {a.v > b.v ? a.v : b.v}; }
+  friend AO_INLINE Scalar min_nan(Scalar a, Scalar b) { return {a.v < b.v ? a.v : b.v}; }
 };
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -54,12 +58,15 @@ struct F32x8 {
   friend AO_INLINE F32x8 sqrt(F32x8 a) { return {_mm256_sqrt_ps(a.v)}; }
   friend AO_INLINE F32x8 mul_add(F32x8 a, F32x8 b, F32x8 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
   friend AO_INLINE F32x8 max_nan(F32x8 a, F32x8 b) { return {_mm256_max_ps(a.v, b.v)}; }
+  friend AO_INLINE F32x8 min_nan(F32x8 a, F32x8 b) { return {_mm256_min_ps(a.v, b.v)}; }
 };
 struct F64x4 {
   using Elem = double;
   static constexpr std::size_t kLanes = 4;
   __m256d v;
   static AO_INLINE F64x4 load(const double* p) { return {_mm256_loadu_pd(p)}; }
+  static AO_INLINE F64x4 load_from(const double* p) { return load(p); }
+  static AO_INLINE F64x4 load_from(const float* p) { return {_mm256_cvtps_pd(_mm_loadu_ps(p))}; }
   static AO_INLINE F64x4 set(double x) { return {_mm256_set1_pd(x)}; }
   AO_INLINE void store(double* p) const { _mm256_storeu_pd(p, v); }
   friend AO_INLINE F64x4 operator+(F64x4 a, F64x4 b) { return {_mm256_add_pd(a.v, b.v)}; }
@@ -69,6 +76,7 @@ struct F64x4 {
   friend AO_INLINE F64x4 sqrt(F64x4 a) { return {_mm256_sqrt_pd(a.v)}; }
   friend AO_INLINE F64x4 mul_add(F64x4 a, F64x4 b, F64x4 c) { return {_mm256_fmadd_pd(a.v, b.v, c.v)}; }
   friend AO_INLINE F64x4 max_nan(F64x4 a, F64x4 b) { return {_mm256_max_pd(a.v, b.v)}; }
+  friend AO_INLINE F64x4 min_nan(F64x4 a, F64x4 b) { return {_mm256_min_pd(a.v, b.v)}; }
 };
 #endif
 
@@ -87,12 +95,15 @@ struct F32x16 {
   friend AO_INLINE F32x16 sqrt(F32x16 a) { return {_mm512_sqrt_ps(a.v)}; }
   friend AO_INLINE F32x16 mul_add(F32x16 a, F32x16 b, F32x16 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
   friend AO_INLINE F32x16 max_nan(F32x16 a, F32x16 b) { return {_mm512_max_ps(a.v, b.v)}; }
+  friend AO_INLINE F32x16 min_nan(F32x16 a, F32x16 b) { return {_mm512_min_ps(a.v, b.v)}; }
 };
 struct F64x8 {
   using Elem = double;
   static constexpr std::size_t kLanes = 8;
   __m512d v;
   static AO_INLINE F64x8 load(const double* p) { return {_mm512_loadu_pd(p)}; }
+  static AO_INLINE F64x8 load_from(const double* p) { return load(p); }
+  static AO_INLINE F64x8 load_from(const float* p) { return {_mm512_cvtps_pd(_mm256_loadu_ps(p))}; }
   static AO_INLINE F64x8 set(double x) { return {_mm512_set1_pd(x)}; }
   AO_INLINE void store(double* p) const { _mm512_storeu_pd(p, v); }
   friend AO_INLINE F64x8 operator+(F64x8 a, F64x8 b) { return {_mm512_add_pd(a.v, b.v)}; }
@@ -102,5 +113,6 @@ struct F64x8 {
   friend AO_INLINE F64x8 sqrt(F64x8 a) { return {_mm512_sqrt_pd(a.v)}; }
   friend AO_INLINE F64x8 mul_add(F64x8 a, F64x8 b, F64x8 c) { return {_mm512_fmadd_pd(a.v, b.v, c.v)}; }
   friend AO_INLINE F64x8 max_nan(F64x8 a, F64x8 b) { return {_mm512_max_pd(a.v, b.v)}; }
+  friend AO_INLINE F64x8 min_nan(F64x8 a, F64x8 b) { return {_mm512_min_pd(a.v, b.v)}; }
 };
 #endif
