@@ -17,11 +17,11 @@ class Group:
         ...
     def __len__(self) -> int:
         ...
-def available_isas() -> list:
+def available_isas() -> list[str]:
     """
     ISAs usable on this CPU and OS, lowest first.
     """
-def find_overlap(arrays: list) -> typing.Any:
+def find_overlap(arrays: list) -> tuple[int, int] | None:
     """
     Indices (i, j) of two arrays whose memory overlaps, or None.
     """
@@ -31,9 +31,12 @@ def isa() -> str:
     """
     Name of the active kernel ISA.
     """
-def multi_step(groups: collections.abc.Sequence[Group], hypers: collections.abc.Sequence[Hyper], grads: typing.Any) -> None:
+def multi_step(groups: collections.abc.Sequence[Group], hypers: collections.abc.Sequence[Hyper], grads: typing.Any, max_norm: typing.SupportsFloat | typing.SupportsIndex = -1.0, skip_nonfinite: bool = False, want_norm: bool = False, want_stats: bool = False) -> tuple:
     """
     Validate every gradient, then update every group in one parallel region with the GIL released.
+    max_norm >= 0 clips by the global gradient norm. Returns (norm or None, status, stats or
+    None): status 0 = no gradient given, 1 = applied, 2 = skipped because a gradient was not
+    finite; stats per group = (sum g^2, sum du^2, sum lr_eff, min lr_eff, max lr_eff, count).
     """
 def parallel_threshold() -> int:
     ...

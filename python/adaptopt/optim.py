@@ -165,7 +165,7 @@ class Optimizer:
             i, j = overlap
             raise ValueError(f"params[{i}] and params[{j}] overlap in memory "
                              "(each parameter must be a separate array, listed once)")
-        rt.key, rt.built = self._key(self._resolved(group)), built
+        rt.key, rt.built = None, built
         self.param_groups.append(group)
         self._runtimes.append(rt)
         self._nparams += len(params)
@@ -261,6 +261,8 @@ class Optimizer:
                 if callable(group["lr"]):
                     group = self._resolved(group)
                 key = self._key(group)
+                # Types too: True == 1 and np.array([0.5]) == 0.5, but only one of each is valid.
+                key = (key, tuple(map(type, key)))
                 if key != rt.key:
                     try:
                         rt.built = _hyper.BUILDERS[self._algo](group)
