@@ -34,8 +34,8 @@ Skipping rules (each skip is printed and recorded in ``skipped``)
   or the available memory (psutil) less a 5 % reserve, whichever is smaller.
 * time: above 1e8 elements a peer runs only if its warm-up plus 3 steps, predicted linearly
   from its median at the previous size, fit in ``--peer-budget`` seconds (default 5;
-  ``--peer-budget inf`` runs them all). At 1e9 this keeps torch's fused Adam/AdamW/Adagrad
-  and drops the peers that would take 10 s or more per point.
+  ``--peer-budget inf`` runs them all). At 1e9 this typically keeps torch's fused
+  Adam/AdamW/Adagrad and drops the peers that would take 10 s or more per point.
 
 Other work on the machine disturbs the numbers (on 2 cores, a busy core stalls every
 2-thread step). Each measurement records ``other_load``: the average number of cores that other
@@ -77,8 +77,8 @@ Each of ``points``:
   {``skipped``: reason}}; a peer that cannot run the algorithm at all is left out.
 Each of ``small``:
   ``mode`` ("100x1000" or "1"), ``tensors``, ``tensor_size``, ``algo`` (the name, as in
-  points), ``dtype``, ``threads``, ``isa``, ``adaptopt_us``, ``steps``,
-  ``peers`` {peer name: {``us``, ``speedup``}}.
+  points), ``dtype``, ``threads``, ``isa``, ``adaptopt_us``, ``steps``, ``other_load`` (during
+  adaptopt's measurement), ``peers`` {peer name: {``us``, ``speedup``}}.
 
 Peak RSS comes from Linux's VmHWM, reset before each measurement through /proc/self/clear_refs;
 elsewhere from ``ru_maxrss``, which cannot be reset (then it is a lower bound). Memory that
@@ -327,6 +327,7 @@ class Sweep:
         self._peer_cache: Dict[tuple, dict] = {}  # results reused across ISAs (and threads)
         self._peer_memo: Dict[tuple, _PeerMemo] = {}  # last size a peer ran at, for the rules
         self._bar = None
+        self._last_status = ""
         self.retries, self.waited = 0, 0.0
 
     # -- helpers -----------------------------------------------------------------------------
@@ -343,6 +344,7 @@ class Sweep:
     def _status(self, msg: str) -> None:
         if self._bar is not None:
             self._bar.set_description_str(msg, refresh=False)
+        self._last_status = msg
 
     def memory_limit(self, held: int = 0) -> int:
         """Bytes a measurement may allocate: the available memory less MEMORY_RESERVE, capped by
@@ -376,14 +378,18 @@ class Sweep:
         the --max-wait budget ran out first."""
         import psutil
 
-        self._status("waiting for other processes to quieten")
-        while self.waited < self.args.max_wait:
-            t0 = time.perf_counter()
-            busy = psutil.cpu_percent(interval=QUIET_WINDOW) / 100 * (psutil.cpu_count() or 1)
-            self.waited += time.perf_counter() - t0
-            if busy < QUIET:
-                return True
-        return False
+        was = self._last_status
+        self._status(f"{was} (waiting for other processes to quieten)")
+        try:
+            while self.waited < self.args.max_wait:
+                t0 = time.perf_counter()
+                busy = psutil.cpu_percent(interval=QUIET_WINDOW) / 100 * (psutil.cpu_count() or 1)
+                self.waited += time.perf_counter() - t0
+                if busy < QUIET:
+                    return True
+            return False
+        finally:
+            self._status(was)
 
     def _timed(self, min_time: float, nbytes: int, make: Callable[..., Callable[[], None]],
                *args) -> Tuple[Timing, Usage]:
@@ -541,7 +547,7 @@ class Sweep:
                     self._status(f"small {mode} {algo.name} t{threads} {isa}")
                     params = [filled(m, dtype, seed=1 + i, scale=1.0) for i in range(k)]
                     grads = [filled(m, dtype, seed=1000 + i, scale=1e-2) for i in range(k)]
-                    ours, _ = self._timed(min_time, 0, adaptopt_step, algo, params, grads)
+                    ours, use = self._timed(min_time, 0, adaptopt_step, algo, params, grads)
                     peers = {}
                     for peer in self.peers:
                         if peer.supports(algo) is None:
@@ -556,7 +562,7 @@ class Sweep:
                     self.small.append(dict(mode=mode, tensors=k, tensor_size=m, algo=algo.name,
                                            dtype=str(dtype), threads=threads, isa=isa,
                                            adaptopt_us=ours.median_s * 1e6, steps=ours.steps,
-                                           peers=peers))
+                                           other_load=use.other_load, peers=peers))
                     self._bar_update(1)
 
     def _bar_update(self, k: int) -> None:
@@ -658,11 +664,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--peer-budget", type=float, default=5.0,
                     help="above 1e8 elements, skip a peer whose warm-up + 3 steps are predicted "
                          "to take longer than this many seconds (default 5; 'inf' = never)")
-    ap.add_argument("--max-wait", type=float, default=180.0,
+    ap.add_argument("--max-wait", type=float,
                     help="a measurement during which other processes kept more than "
                          f"{BUSY} cores busy is repeated (up to {ATTEMPTS} times) once the machine "
-                         "is quiet; this caps the waiting, in seconds over the run (default 180; "
-                         "0 = never wait)")
+                         "is quiet; this caps the waiting, in seconds over the run (default 180, "
+                         "--quick 20; 0 = never wait)")
     ap.add_argument("--small-tensors", type=_small, default=(100, 1000),
                     help="the many-small-tensors step, COUNTxSIZE (default 100x1000)")
     ap.add_argument("--no-small", dest="small", action="store_false",
@@ -687,6 +693,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args.isas = args.isas or [adaptopt.isa()]
     if args.min_time is None:
         args.min_time = 0.1 if args.quick else 0.3
+    if args.max_wait is None:
+        args.max_wait = 20.0 if args.quick else 180.0
     if not args.min_time > 0 or not args.peer_budget > 0 or not args.max_wait >= 0:
         ap.error("--min-time and --peer-budget must be positive, --max-wait not negative")
     return args
