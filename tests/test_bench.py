@@ -93,7 +93,8 @@ def test_small(sweep):
     assert sorted((s["algo"], s["mode"]) for s in small) == [
         ("adam", "1"), ("adam", "3x50"), ("rmsprop", "1"), ("rmsprop", "3x50")]
     for s in small:
-        assert s["adaptopt_us"] > 0 and s["steps"] >= 3 and s["threads"] == 1 and s["other_load"] >= 0
+        assert s["adaptopt_us"] > 0 and s["steps"] >= 3 and s["threads"] == 1
+        assert s["other_load"] >= 0
         assert (s["tensors"], s["tensor_size"]) == ((3, 50) if s["mode"] == "3x50" else (1, 1))
         assert "numpy" in s["peers"]
         for peer in s["peers"].values():
