@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -44,24 +43,6 @@ int get_num_threads() {
 void set_num_threads(int n) { g_threads.store(n, std::memory_order_relaxed); }
 std::size_t parallel_threshold() { return g_threshold.load(std::memory_order_relaxed); }
 void set_parallel_threshold(std::size_t e) { g_threshold.store(e, std::memory_order_relaxed); }
-
-void fill_step_scalars(TensorRef& t, const Hyper& h, std::int64_t step) {
-  const double s = static_cast<double>(step);
-  switch (h.algo) {
-    case Algo::Adagrad:
-      t.c0 = h.lr / (1.0 + (s - 1.0) * h.b);
-      break;
-    case Algo::Adam:
-      t.c0 = h.lr / (1.0 - std::pow(h.a, s));
-      t.c1 = 1.0 / std::sqrt(1.0 - std::pow(h.b, s));
-      break;
-    case Algo::Sgd:
-      t.c0 = step == 1 ? 1.0 : 0.0;
-      break;
-    default:
-      break;
-  }
-}
 
 static int threads_for(std::size_t total) {
   const std::size_t threshold = std::max<std::size_t>(parallel_threshold(), 1);
@@ -105,11 +86,8 @@ double grad_sumsq(const TensorRef* ts, std::size_t count, bool* nonfinite) {
 
 void run_step(const TensorRef* ts, const Hyper* const* hs, std::size_t count, StepStats* stats,
               std::size_t ngroups) {
-  const KernelTable& tab = active_table();
   auto run = [&](std::size_t k, std::size_t lo, std::size_t hi, StepStats* st) {
-    if (lo < hi)
-      tab.fn[static_cast<int>(hs[k]->algo)][static_cast<int>(ts[k].dtype)](*hs[k], ts[k], lo, hi,
-                                                                          st ? &st[ts[k].group] : nullptr);
+    if (lo < hi) ts[k].fn(*hs[k], ts[k], lo, hi, st ? &st[ts[k].group] : nullptr);
   };
   std::size_t total = 0;
   for (std::size_t k = 0; k < count; ++k) total += ts[k].n;

@@ -1,17 +1,20 @@
-"""adaptopt: fused SIMD + OpenMP CPU kernels for RMSProp, AdaGrad, Adadelta and Adam/AdamW,
-applied in place to NumPy arrays, behind a torch.optim-like API."""
+"""adaptopt: fused SIMD CPU kernels for the adaptive-learning-rate optimizers (RMSProp, AdaGrad,
+Adadelta, Adam/AdamW, NAdam, RAdam, Adamax) and SGD, applied in place to NumPy arrays, behind a
+torch.optim-like API."""
 
 from . import _core
 from . import functional, schedules
-from .optim import SGD, Adadelta, Adagrad, Adam, AdamW, Optimizer, RMSprop, SparseRows
+from . import optim
+from .optim import *  # noqa: F401,F403  (the optimizer classes)
+from .sparse import SparseRows
 
 __version__ = _core.__version__
 
 __all__ = [
-    "Optimizer", "RMSprop", "Adagrad", "Adadelta", "Adam", "AdamW", "SGD", "SparseRows",
-    "functional", "schedules",
+    "SparseRows", "functional", "schedules",
     "isa", "available_isas", "set_isa", "get_num_threads", "set_num_threads", "__version__",
 ]
+__all__ += optim.__all__
 
 
 def isa() -> str:

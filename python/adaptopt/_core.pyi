@@ -1,21 +1,167 @@
 """
-adaptopt native core: fused SIMD/OpenMP optimizer kernels
+adaptopt native core: fused SIMD optimizer kernels and their rule registry
 """
 from __future__ import annotations
 import collections.abc
 import numpy
 import typing
-__all__: list[str] = ['Group', 'Hyper', 'available_isas', 'find_overlap', 'get_num_threads', 'isa', 'multi_step', 'parallel_threshold', 'set_isa', 'set_num_threads', 'set_parallel_threshold']
+__all__: list[str] = ['FLAGS', 'Group', 'Hyper', 'MAX_SLOTS', 'Probe', 'RuleInfo', 'StepStats', 'StepStatus', 'available_isas', 'find_overlap', 'get_num_threads', 'isa', 'multi_step', 'parallel_threshold', 'rules', 'set_isa', 'set_num_threads', 'set_parallel_threshold']
+class RuleInfo:
+    """
+    One update rule as the native core defines it.
+    """
+    @property
+    def eager_state(self) -> bool:
+        """
+        State is created at construction (torch's Adagrad).
+        """
+    @property
+    def fields(self) -> list[str]:
+        """
+        Named hyperparameters besides lr and weight_decay, in Hyper order.
+        """
+    @property
+    def flags(self) -> list[str]:
+        """
+        Option flags the rule accepts.
+        """
+    @property
+    def id(self) -> int:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def slots(self) -> list[str]:
+        """
+        State buffers (torch's names), in slot order.
+        """
+    @property
+    def state(self) -> list[tuple[str, float]]:
+        """
+        Per-parameter scalar state: (name, initial value).
+        """
+class StepStatus:
+    """
+    What a step did.
+    
+    Members:
+    
+      nothing : no parameter had a gradient
+    
+      applied
+    
+      skipped : skipped: a gradient was not finite
+    """
+    __members__: typing.ClassVar[dict[str, StepStatus]]
+    applied: typing.ClassVar[StepStatus]
+    nothing: typing.ClassVar[StepStatus]
+    skipped: typing.ClassVar[StepStatus]
+    @typing.overload
+    def __eq__(self, other: StepStatus) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: StepStatus) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class StepStats:
+    """
+    Statistics of one param group's update, from the update pass.
+    """
+    @property
+    def count(self) -> int:
+        """
+        elements updated
+        """
+    @property
+    def grad_sq(self) -> float:
+        """
+        sum of squared gradients (as given)
+        """
+    @property
+    def lr_max(self) -> float:
+        ...
+    @property
+    def lr_min(self) -> float:
+        ...
+    @property
+    def lr_sum(self) -> float:
+        """
+        sum of the effective per-element learning rates
+        """
+    @property
+    def update_sq(self) -> float:
+        """
+        sum of squared applied updates
+        """
 class Hyper:
-    def __init__(self, algo: typing.SupportsInt | typing.SupportsIndex, lr: typing.SupportsFloat | typing.SupportsIndex, a: typing.SupportsFloat | typing.SupportsIndex, b: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, flags: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    The validated hyperparameters of one param group, packed for the kernels.
+    """
+    def __init__(self, rule: typing.SupportsInt | typing.SupportsIndex, lr: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, flags: typing.SupportsInt | typing.SupportsIndex, params: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
         ...
     @property
     def lr(self) -> float:
         ...
+    @property
+    def needed(self) -> list[bool]:
+        """
+        Per slot: does an update with these hyperparameters read and write it?
+        """
+    @property
+    def params(self) -> list[float]:
+        ...
+    @property
+    def rule(self) -> int:
+        ...
+    @property
+    def slot_init(self) -> list[float]:
+        """
+        Per slot: the value a new buffer starts at.
+        """
 class Group:
-    def __init__(self, algo: typing.SupportsInt | typing.SupportsIndex, params: list, states: list, steps: numpy.ndarray, param_label: str, first_index: typing.SupportsInt | typing.SupportsIndex, slot_labels: collections.abc.Sequence[str]) -> None:
+    def __init__(self, rule: typing.SupportsInt | typing.SupportsIndex, params: list, states: list, steps: numpy.ndarray, rule_state: typing.Any = None, param_label: str = 'params', first_index: typing.SupportsInt | typing.SupportsIndex = 0, slot_labels: typing.Any = None, fresh: typing.Any = None) -> None:
         ...
     def __len__(self) -> int:
+        ...
+    def arrays(self, i: typing.SupportsInt | typing.SupportsIndex) -> list:
+        """
+        [param, slot 0 or None, ...] of param i.
+        """
+class Probe:
+    """
+    The bandwidth probe: one pass over p, g and the state arrays per run().
+    """
+    def __init__(self, p: numpy.ndarray, g: numpy.ndarray, states: list) -> None:
+        ...
+    def run(self) -> None:
         ...
 def available_isas() -> list[str]:
     """
@@ -34,12 +180,15 @@ def isa() -> str:
 def multi_step(groups: collections.abc.Sequence[Group], hypers: collections.abc.Sequence[Hyper], grads: typing.Any, max_norm: typing.SupportsFloat | typing.SupportsIndex = -1.0, skip_nonfinite: bool = False, want_norm: bool = False, want_stats: bool = False) -> tuple:
     """
     Validate every gradient, then update every group in one parallel region with the GIL released.
-    max_norm >= 0 clips by the global gradient norm. Returns (norm or None, status, stats or
-    None): status 0 = no gradient given, 1 = applied, 2 = skipped because a gradient was not
-    finite; stats per group = (sum g^2, sum du^2, sum lr_eff, min lr_eff, max lr_eff, count).
+    max_norm >= 0 clips by the global gradient norm. Returns (norm or None, StepStatus, list of
+    StepStats per group or None).
     """
 def parallel_threshold() -> int:
     ...
+def rules() -> list[RuleInfo]:
+    """
+    Every update rule, in id order.
+    """
 def set_isa(name: str) -> None:
     """
     Select the kernel ISA (must be in available_isas()).
@@ -48,4 +197,6 @@ def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...
 def set_parallel_threshold(elements: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...
+FLAGS: dict = {'maximize': 1, 'decoupled_weight_decay': 2, 'centered': 4, 'nesterov': 8, 'eps_in_sqrt': 16, 'amsgrad': 32, 'bias_correction': 64}
+MAX_SLOTS: int = 3
 __version__: str = '0.1.0'

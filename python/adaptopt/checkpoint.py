@@ -5,6 +5,9 @@ one JSON metadata entry. It is written to a temporary file in the target directo
 fsynced, then renamed over the old file, and the directory is fsynced: a process killed at any
 moment leaves either the previous checkpoint or the new one, never a torn file. Reads check
 zip CRCs, so a truncated or corrupted file is an error, not silently wrong state.
+
+Use it through ``Optimizer.save(path)`` and ``Optimizer.load(path)``; this module knows the
+state_dict layout and the file format only, not the optimizer.
 """
 
 from __future__ import annotations
@@ -14,17 +17,14 @@ import json
 import os
 import tempfile
 import zipfile
-from typing import TYPE_CHECKING, Any, Dict, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
 from . import schedules
 
-if TYPE_CHECKING:
-    from .optim import Optimizer
-
 FORMAT = "adaptopt-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: per-parameter scalars (step, NAdam's mu_product) under "scalars"
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -49,26 +49,25 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def save(opt: "Optimizer", path: PathLike, *, include_params: bool = True) -> None:
-    """Writes ``opt``'s state (and its parameters unless ``include_params=False``) to ``path``
-    atomically."""
+def write(path: PathLike, optimizer: str, state_dict: Dict[str, Any],
+          params: Optional[Sequence[np.ndarray]]) -> None:
+    """Writes ``state_dict`` of an optimizer of class ``optimizer`` (and ``params`` unless None)
+    to ``path`` atomically."""
     path = os.fspath(path)
-    sd = opt.state_dict()
     arrays: Dict[str, Any] = {}
     state_meta = {}
-    for index, entry in sd["state"].items():
-        state_meta[str(index)] = {"step": int(entry["step"]),
-                                  "keys": [k for k in entry if k != "step"]}
-        for k, v in entry.items():
-            if k != "step":
-                arrays[f"state/{index}/{k}"] = v
-    if include_params:
-        for i, p in enumerate(opt._all_params()):
-            arrays[f"param/{i}"] = p
-    meta = {"format": FORMAT, "version": VERSION, "optimizer": type(opt).__name__,
-            "param_groups": sd["param_groups"], "state": state_meta,
-            "num_params": len(opt._all_params()), "include_params": include_params,
-            "adaptopt": sd["adaptopt"]}
+    for index, entry in state_dict["state"].items():
+        arrays_of = {k: v for k, v in entry.items() if isinstance(v, np.ndarray)}
+        state_meta[str(index)] = {"scalars": {k: v for k, v in entry.items() if k not in arrays_of},
+                                  "keys": list(arrays_of)}
+        for k, v in arrays_of.items():
+            arrays[f"state/{index}/{k}"] = v
+    for i, p in enumerate(params or ()):
+        arrays[f"param/{i}"] = p
+    meta = {"format": FORMAT, "version": VERSION, "optimizer": optimizer,
+            "param_groups": state_dict["param_groups"], "state": state_meta,
+            "num_params": len(params or ()), "include_params": params is not None,
+            "adaptopt": state_dict["adaptopt"]}
     arrays["meta"] = np.frombuffer(json.dumps(meta, default=_json_value).encode(), dtype=np.uint8)
 
     directory = os.path.dirname(os.path.abspath(path))
@@ -86,10 +85,23 @@ def save(opt: "Optimizer", path: PathLike, *, include_params: bool = True) -> No
     _fsync_dir(directory)
 
 
-def load(opt: "Optimizer", path: PathLike) -> None:
-    """Restores a checkpoint written by :func:`save` into ``opt`` (and copies the saved
-    parameters into its parameter arrays, if the checkpoint has them). Everything is read and
-    validated first; on any error nothing is changed."""
+class Saved:
+    """A checkpoint read and checked against the optimizer it is for."""
+
+    def __init__(self, state_dict: Dict[str, Any], params: Optional[List[np.ndarray]]):
+        self.state_dict = state_dict
+        self.params = params
+
+    def copy_params(self, targets: Sequence[np.ndarray]) -> None:
+        if self.params is not None:
+            for src, dst in zip(self.params, targets):
+                np.copyto(dst, src)
+
+
+def read(path: PathLike, optimizer: str, targets: Sequence[np.ndarray]) -> Saved:
+    """Reads a checkpoint written by :func:`write` for an optimizer of class ``optimizer`` whose
+    parameters are ``targets``, and checks the file and its parameters (not the state, which
+    load_state_dict validates). Raises ValueError for anything wrong with the file."""
     path = os.fspath(path)
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -99,11 +111,11 @@ def load(opt: "Optimizer", path: PathLike) -> None:
             meta = json.loads(z["meta"].tobytes().decode())
             if not isinstance(meta, dict) or meta.get("format") != FORMAT:
                 raise ValueError("not an adaptopt checkpoint")
-            if meta.get("version") != VERSION:
+            if meta.get("version") not in (1, VERSION):
                 raise ValueError(f"unsupported checkpoint version {meta.get('version')!r}")
             state = {}
             for index, entry in meta["state"].items():
-                st: Dict[str, Any] = {"step": entry["step"]}
+                st: Dict[str, Any] = dict(entry["scalars"] if "scalars" in entry else {"step": entry["step"]})
                 for k in entry["keys"]:
                     st[k] = z[f"state/{index}/{k}"]
                 state[int(index)] = st
@@ -117,9 +129,8 @@ def load(opt: "Optimizer", path: PathLike) -> None:
         raise ValueError(f"checkpoint {path!r} is truncated, corrupt or not an adaptopt "
                          f"checkpoint: {e}") from None
 
-    if meta["optimizer"] != type(opt).__name__:
-        raise ValueError(f"checkpoint {path!r} holds {meta['optimizer']} state, not {type(opt).__name__}")
-    targets = opt._all_params()
+    if meta["optimizer"] != optimizer:
+        raise ValueError(f"checkpoint {path!r} holds {meta['optimizer']} state, not {optimizer}")
     if params is not None:
         if len(params) != len(targets):
             raise ValueError(f"checkpoint {path!r} has {len(params)} parameters, the optimizer has {len(targets)}")
@@ -131,7 +142,4 @@ def load(opt: "Optimizer", path: PathLike) -> None:
     for g in groups:  # built-in lr schedules are stored as their to_dict()
         if isinstance(g.get("lr"), dict):
             g["lr"] = schedules.from_dict(g["lr"])
-    opt.load_state_dict({"state": state, "param_groups": groups, "adaptopt": meta.get("adaptopt", {})})
-    if params is not None:
-        for src, dst in zip(params, targets):
-            np.copyto(dst, src)
+    return Saved({"state": state, "param_groups": groups, "adaptopt": meta.get("adaptopt", {})}, params)

@@ -1,10 +1,10 @@
-// Every update rule, written once as a template over the vector type. Each isa_*.cpp file
-// defines AO_ISA_NS and includes this file; the same element function runs the vector body
-// and (with the width-1 Scalar<T>) the tail, so the math exists once.
-//
-// The op order follows torch.optim's single-tensor CPU path (addcmul -> fused multiply-add,
-// addcdiv -> x + (v*a)/b, lerp with weight < 0.5 -> a + w*(b-a)).
+// The kernel table of one ISA. Each isa_*.cpp file defines AO_ISA_NS and includes this file; it
+// instantiates every rule of rules.def for every dtype with this ISA's vector types. One driver
+// runs every rule: it loads p and g, applies what all rules share (clipping scale, maximize,
+// weight decay), calls the rule's element update with the vector type for the body and the
+// width-1 Scalar<T> for the tail (so the math exists once) and stores p.
 #include <cstddef>
+#include <cstring>
 #include <type_traits>
 
 #include "adaptopt/kernels.h"
@@ -39,40 +39,46 @@ AO_INLINE void for_each_block(std::size_t begin, std::size_t end, F&& f) {
   for (; i < end; ++i) f(Scalar<T>{}, i);
 }
 
-template <class T>
-struct Buffers {
-  T* __restrict p;
-  const T* __restrict g;
-  T* __restrict s0;
-  T* __restrict s1;
-  T* __restrict s2;
-  explicit Buffers(const TensorRef& t)
-      : p(static_cast<T*>(t.p)), g(static_cast<const T*>(t.g)), s0(static_cast<T*>(t.s[0])),
-        s1(static_cast<T*>(t.s[1])), s2(static_cast<T*>(t.s[2])) {}
-};
+// A trivially copyable struct read from raw doubles (Hyper::params, TensorRef::scalars).
+template <class P>
+AO_INLINE P view(const double* raw) {
+  P p;
+  std::memcpy(static_cast<void*>(&p), raw, sizeof p);
+  return p;
+}
 
-// g = clip_scale * grad, negated if maximize, plus weight_decay * p when L2 decay applies.
+// What every rule shares, in torch's order: the clipping scale, maximize, then weight decay:
+// L2 (g += wd * p) or decoupled (p *= 1 - lr * wd, before the update).
 template <class T>
-struct GradPrep {
-  T scale, wd;
-  bool scaled, maximize, has_wd;
-  GradPrep(const Hyper& h, bool l2)
-      : scale(T(h.grad_scale)), wd(T(h.weight_decay)), scaled(h.grad_scale != 1.0),
-        maximize(h.flags & kMaximize), has_wd(l2 && h.weight_decay != 0) {}
+struct Shared {
+  T scale, wd, decay;
+  bool scaled, maximize, l2, decoupled;
+  explicit Shared(const Hyper& h)
+      : scale(T(h.grad_scale)), wd(T(h.common.weight_decay)), decay(T(1.0 - h.common.lr * h.common.weight_decay)),
+        scaled(h.grad_scale != 1.0), maximize(h.common.flags & flag::maximize),
+        l2(h.common.weight_decay != 0 && !(h.common.flags & flag::decoupled_weight_decay)),
+        decoupled(h.common.weight_decay != 0 && (h.common.flags & flag::decoupled_weight_decay)) {}
   template <class V>
-  AO_INLINE V operator()(V g, V p) const {
+  AO_INLINE V grad(V g, V p) const {
     if (scaled) g = g * V::set(scale);
     if (maximize) g = g * V::set(T(-1));
-    if (has_wd) g = mul_add(V::set(wd), p, g);
+    if (l2) g = mul_add(V::set(wd), p, g);
     return g;
+  }
+  template <class V>
+  AO_INLINE V param(V p) const {
+    return decoupled ? p * V::set(decay) : p;
   }
 };
 
-// square_avg.mul_(a).addcmul_(g, g, value=1-a)
-template <class V>
-AO_INLINE V ema_sq(V s, V g, typename V::Elem a, typename V::Elem one_minus_a) {
-  return mul_add(V::set(one_minus_a) * g, g, s * V::set(a));
-}
+// The state slots of one element block, as the rules see them.
+template <class V, class T>
+struct Slots {
+  T* const* s;
+  std::size_t i;
+  AO_INLINE V load(int k) const { return V::load(s[k] + i); }
+  AO_INLINE void store(int k, V v) const { v.store(s[k] + i); }
+};
 
 // The lanes of x added in lane order, in double.
 template <class D>
@@ -143,155 +149,34 @@ struct StatsAcc {
   }
 };
 
-// ---------------------------------------------------------------------------------------------
-// RMSprop: s0 = square_avg, s1 = momentum_buffer, s2 = grad_avg
-template <class T, bool kStats>
-void rmsprop_impl(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end, StepStats* st) {
-  const Buffers<T> b(t);
-  const GradPrep<T> prep(h, true);
-  const T alpha = T(h.a), one_m_alpha = T(1.0 - h.a), eps = T(h.eps);
-  const T mom = T(h.momentum), lr = T(h.lr), neg_lr = T(-h.lr);
-  const bool centered = h.flags & kCentered, nesterov = h.flags & kNesterov;
-  const bool in_sqrt = h.flags & kEpsInSqrt, has_mom = h.momentum != 0;
+// The one driver: rule R over elements [begin, end) of one tensor of element type T.
+template <class R, class T, bool kStats>
+void rule_impl(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end, StepStats* st) {
+  using W = typename Wide<T>::type;
+  const typename R::template Ctx<W> k(h.common, view<typename R::Params>(h.params),
+                                      view<typename R::Scalars>(t.scalars), t.fresh);
+  const Shared<T> shared(h);
+  T* __restrict p = static_cast<T*>(t.p);
+  const T* __restrict g = static_cast<const T*>(t.g);
+  T* const slots[kMaxSlots] = {static_cast<T*>(t.s[0]), static_cast<T*>(t.s[1]), static_cast<T*>(t.s[2])};
   StatsAcc<T, kStats> acc;
   for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
     using V = decltype(tag);
-    const V p = V::load(b.p + i), raw = V::load(b.g + i);
-    const V g = prep(raw, p);
-    const V sq = ema_sq(V::load(b.s0 + i), g, alpha, one_m_alpha);
-    sq.store(b.s0 + i);
-    V avg = sq;
-    if (centered) {
-      V ga = V::load(b.s2 + i);
-      ga = mul_add(V::set(one_m_alpha), g - ga, ga);
-      ga.store(b.s2 + i);
-      avg = mul_add(ga * V::set(T(-1)), ga, sq);
-    }
-    const V denom = in_sqrt ? sqrt(avg + V::set(eps)) : sqrt(avg) + V::set(eps);
-    V pn;
-    if (has_mom) {
-      const V u = g / denom;
-      const V buf = V::load(b.s1 + i) * V::set(mom) + u;
-      buf.store(b.s1 + i);
-      const V upd = nesterov ? mul_add(V::set(mom), buf, u) : buf;
-      pn = mul_add(V::set(neg_lr), upd, p);
-    } else {
-      pn = p + (V::set(neg_lr) * g) / denom;
-    }
-    pn.store(b.p + i);
-    if constexpr (kStats) acc.add(raw, pn - p, V::set(lr) / denom);
+    const V p0 = V::load(p + i), raw = V::load(g + i);
+    Slots<V, T> s{slots, i};
+    V lr_eff = V::set(0);
+    const V pn = R::update(k, shared.grad(raw, p0), shared.param(p0), s, lr_eff);
+    pn.store(p + i);
+    if constexpr (kStats) acc.add(raw, pn - p0, lr_eff);
   });
   acc.finish(st, end - begin);
 }
 
-// ---------------------------------------------------------------------------------------------
-// Adagrad: s0 = sum; t.c0 = lr / (1 + (step - 1) * lr_decay)
-template <class T, bool kStats>
-void adagrad_impl(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end, StepStats* st) {
-  const Buffers<T> b(t);
-  const GradPrep<T> prep(h, true);
-  const T eps = T(h.eps), clr = T(t.c0), neg_clr = T(-t.c0);
-  StatsAcc<T, kStats> acc;
-  for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
-    using V = decltype(tag);
-    const V p = V::load(b.p + i), raw = V::load(b.g + i);
-    const V g = prep(raw, p);
-    const V sum = mul_add(g, g, V::load(b.s0 + i));
-    sum.store(b.s0 + i);
-    const V denom = sqrt(sum) + V::set(eps);
-    const V pn = p + (V::set(neg_clr) * g) / denom;
-    pn.store(b.p + i);
-    if constexpr (kStats) acc.add(raw, pn - p, V::set(clr) / denom);
-  });
-  acc.finish(st, end - begin);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Adadelta: s0 = square_avg, s1 = acc_delta
-template <class T, bool kStats>
-void adadelta_impl(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end, StepStats* st) {
-  const Buffers<T> b(t);
-  const GradPrep<T> prep(h, true);
-  const T rho = T(h.a), one_m_rho = T(1.0 - h.a), eps = T(h.eps), lr = T(h.lr), neg_lr = T(-h.lr);
-  StatsAcc<T, kStats> acc;
-  for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
-    using V = decltype(tag);
-    const V p = V::load(b.p + i), raw = V::load(b.g + i);
-    const V g = prep(raw, p);
-    const V sq = ema_sq(V::load(b.s0 + i), g, rho, one_m_rho);
-    sq.store(b.s0 + i);
-    const V accd = V::load(b.s1 + i);
-    const V ratio = sqrt(accd + V::set(eps)) / sqrt(sq + V::set(eps));
-    const V delta = ratio * g;
-    ema_sq(accd, delta, rho, one_m_rho).store(b.s1 + i);
-    const V pn = mul_add(V::set(neg_lr), delta, p);
-    pn.store(b.p + i);
-    if constexpr (kStats) acc.add(raw, pn - p, V::set(lr) * ratio);
-  });
-  acc.finish(st, end - begin);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Adam: s0 = exp_avg, s1 = exp_avg_sq, s2 = max_exp_avg_sq; t.c0 = lr / bc1, t.c1 = 1/sqrt(bc2)
-template <class T, bool kStats>
-void adam_impl(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end, StepStats* st) {
-  const Buffers<T> b(t);
-  const bool decoupled = h.flags & kDecoupled, amsgrad = h.flags & kAmsgrad;
-  const GradPrep<T> prep(h, !decoupled);
-  const T w1 = T(1.0 - h.a), w1c = T(h.a), beta2 = T(h.b);
-  const T one_m_beta2 = T(1.0 - h.b), eps = T(h.eps), step = T(t.c0), neg_step = T(-t.c0);
-  const T inv_bc2 = T(t.c1), decay = T(1.0 - h.lr * h.weight_decay);
-  const bool decay_p = decoupled && h.weight_decay != 0;
-  const bool lerp_low = (1.0 - h.a) < 0.5;
-  StatsAcc<T, kStats> acc;
-  for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
-    using V = decltype(tag);
-    const V p0 = V::load(b.p + i), raw = V::load(b.g + i);
-    const V g = prep(raw, p0);
-    const V p = decay_p ? p0 * V::set(decay) : p0;
-    V m = V::load(b.s0 + i);
-    // exp_avg.lerp_(g, 1 - beta1)
-    m = lerp_low ? mul_add(V::set(w1), g - m, m) : mul_add(V::set(-w1c), g - m, g);
-    m.store(b.s0 + i);
-    const V v = ema_sq(V::load(b.s1 + i), g, beta2, one_m_beta2);
-    v.store(b.s1 + i);
-    V vv = v;
-    if (amsgrad) {
-      vv = max_nan(V::load(b.s2 + i), v);
-      vv.store(b.s2 + i);
-    }
-    const V denom = sqrt(vv) * V::set(inv_bc2) + V::set(eps);
-    const V pn = p + (V::set(neg_step) * m) / denom;
-    pn.store(b.p + i);
-    if constexpr (kStats) acc.add(raw, pn - p0, V::set(step) / denom);
-  });
-  acc.finish(st, end - begin);
-}
-
-// ---------------------------------------------------------------------------------------------
-// SGD: s0 = momentum_buffer; t.c0 = 1 on the first step (the buffer starts as a copy of g)
-template <class T, bool kStats>
-void sgd_impl(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end, StepStats* st) {
-  const Buffers<T> b(t);
-  const GradPrep<T> prep(h, true);
-  const T mom = T(h.momentum), one_m_damp = T(1.0 - h.b), lr = T(h.lr), neg_lr = T(-h.lr);
-  const bool has_mom = h.momentum != 0, nesterov = h.flags & kNesterov, first = t.c0 != 0;
-  StatsAcc<T, kStats> acc;
-  for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
-    using V = decltype(tag);
-    const V p = V::load(b.p + i), raw = V::load(b.g + i);
-    V g = prep(raw, p);
-    if (has_mom) {
-      // buf.mul_(momentum).add_(g, alpha=1 - dampening)
-      const V buf = first ? g : mul_add(V::set(one_m_damp), g, V::load(b.s0 + i) * V::set(mom));
-      buf.store(b.s0 + i);
-      g = nesterov ? mul_add(V::set(mom), buf, g) : buf;
-    }
-    const V pn = mul_add(V::set(neg_lr), g, p);
-    pn.store(b.p + i);
-    if constexpr (kStats) acc.add(raw, pn - p, V::set(lr));
-  });
-  acc.finish(st, end - begin);
+// The table's entry for each rule and dtype: the statistics variant only when asked for.
+template <class R, class T>
+void rule_chunk(const Hyper& h, const TensorRef& t, std::size_t b, std::size_t e, StepStats* st) {
+  if (st != nullptr) rule_impl<R, T, true>(h, t, b, e, st);
+  else rule_impl<R, T, false>(h, t, b, e, st);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -326,53 +211,42 @@ void sumsq_chunk(const void* gv, std::size_t begin, std::size_t end, double* sum
 }
 
 // ---------------------------------------------------------------------------------------------
-// Bandwidth probe: reads p, g and every present state buffer once and writes p and the state
-// buffers once, like an update with the same buffers, with one add per stream. h.lr is 0 at
-// run time, so values do not change but nothing can be optimised away.
+// Bandwidth probe: one pass over p, g and every present state buffer with one add per stream.
+// h.common.lr is 0 at run time, so values do not change but nothing can be optimised away.
 template <class T>
 void probe_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end, StepStats*) {
-  const Buffers<T> b(t);
-  const T k = T(h.lr);
-  const bool has0 = b.s0 != nullptr, has1 = b.s1 != nullptr, has2 = b.s2 != nullptr;
+  T* __restrict p = static_cast<T*>(t.p);
+  const T* __restrict g = static_cast<const T*>(t.g);
+  T* const s0 = static_cast<T*>(t.s[0]);
+  T* const s1 = static_cast<T*>(t.s[1]);
+  T* const s2 = static_cast<T*>(t.s[2]);
+  const T k = T(h.common.lr);
   for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
     using V = decltype(tag);
-    const V x = V::load(b.g + i) * V::set(k);
-    (V::load(b.p + i) + x).store(b.p + i);
-    if (has0) (V::load(b.s0 + i) + x).store(b.s0 + i);
-    if (has1) (V::load(b.s1 + i) + x).store(b.s1 + i);
-    if (has2) (V::load(b.s2 + i) + x).store(b.s2 + i);
+    const V x = V::load(g + i) * V::set(k);
+    (V::load(p + i) + x).store(p + i);
+    if (s0 != nullptr) (V::load(s0 + i) + x).store(s0 + i);
+    if (s1 != nullptr) (V::load(s1 + i) + x).store(s1 + i);
+    if (s2 != nullptr) (V::load(s2 + i) + x).store(s2 + i);
   });
 }
-
-// The table's entry for each rule: the statistics variant only when asked for.
-#define AO_CHUNK(name)                                                                            \
-  template <class T>                                                                              \
-  void name##_chunk(const Hyper& h, const TensorRef& t, std::size_t b, std::size_t e, StepStats* st) { \
-    if (st != nullptr) name##_impl<T, true>(h, t, b, e, st);                                       \
-    else name##_impl<T, false>(h, t, b, e, st);                                                   \
-  }
-AO_CHUNK(rmsprop)
-AO_CHUNK(adagrad)
-AO_CHUNK(adadelta)
-AO_CHUNK(adam)
-AO_CHUNK(sgd)
-#undef AO_CHUNK
 
 }  // namespace
 
 const KernelTable& table() {
-  static const KernelTable t = {
-      AO_ISA_NAME,
-      {
-          {&rmsprop_chunk<float>, &rmsprop_chunk<double>},
-          {&adagrad_chunk<float>, &adagrad_chunk<double>},
-          {&adadelta_chunk<float>, &adadelta_chunk<double>},
-          {&adam_chunk<float>, &adam_chunk<double>},
-          {&probe_chunk<float>, &probe_chunk<double>},
-          {&sgd_chunk<float>, &sgd_chunk<double>},
-      },
-      {&sumsq_chunk<float>, &sumsq_chunk<double>},
-  };
+  static const KernelTable t = [] {
+    KernelTable k{};
+    k.name = AO_ISA_NAME;
+#define AO_RULE(Type)                                                                   \
+  k.rule[static_cast<int>(RuleId::Type)][0] = &rule_chunk<rules::Type, float>;          \
+  k.rule[static_cast<int>(RuleId::Type)][1] = &rule_chunk<rules::Type, double>;
+#include "rules/rules.def"
+    k.probe[0] = &probe_chunk<float>;
+    k.probe[1] = &probe_chunk<double>;
+    k.sumsq[0] = &sumsq_chunk<float>;
+    k.sumsq[1] = &sumsq_chunk<double>;
+    return k;
+  }();
   return t;
 }
 

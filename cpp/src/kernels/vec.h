@@ -4,12 +4,14 @@
 // by the linker into the baseline path. Only builtins and intrinsics are used (no std:: math
 // functions, whose out-of-line copies would be shared across files).
 //
-// Every wrapper has the same operations: load, store, set, + - * /, sqrt, mul_add, max_nan, min_nan;
-// the double wrappers also have load_from (a widening load from float).
+// Every wrapper has the same operations: load, store, set, + - * /, sqrt, abs, mul_add, max_nan,
+// min_nan, max_propagate; the double wrappers also have load_from (a widening load from float).
 // Scalar<T> is the width-1 vector used for the tail of every ISA and for the whole baseline path.
 #pragma once
 
+#ifndef AO_INLINE
 #define AO_INLINE inline __attribute__((always_inline))
+#endif
 
 template <class T>
 struct Scalar {
@@ -41,6 +43,12 @@ struct Scalar {
   // (a > b) ? a : b, the semantics of x86 MAXPS: returns b when either is NaN.
   friend AO_INLINE Scalar max_nan(Scalar a, Scalar b) { return {a.v > b.v ? a.v : b.v}; }
   friend AO_INLINE Scalar min_nan(Scalar a, Scalar b) { return {a.v < b.v ? a.v : b.v}; }
+  // max(a, b) that is NaN when either is (torch.maximum).
+  friend AO_INLINE Scalar max_propagate(Scalar a, Scalar b) { return {a.v != a.v ? a.v : (a.v > b.v ? a.v : b.v)}; }
+  friend AO_INLINE Scalar abs(Scalar a) {
+    if constexpr (sizeof(T) == 4) return {__builtin_fabsf(a.v)};
+    else return {__builtin_fabs(a.v)};
+  }
 };
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -59,6 +67,8 @@ struct F32x8 {
   friend AO_INLINE F32x8 mul_add(F32x8 a, F32x8 b, F32x8 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
   friend AO_INLINE F32x8 max_nan(F32x8 a, F32x8 b) { return {_mm256_max_ps(a.v, b.v)}; }
   friend AO_INLINE F32x8 min_nan(F32x8 a, F32x8 b) { return {_mm256_min_ps(a.v, b.v)}; }
+  friend AO_INLINE F32x8 max_propagate(F32x8 a, F32x8 b) { return {_mm256_blendv_ps(_mm256_max_ps(a.v, b.v), a.v, _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q))}; }
+  friend AO_INLINE F32x8 abs(F32x8 a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0), a.v)}; }
 };
 struct F64x4 {
   using Elem = double;
@@ -77,6 +87,8 @@ struct F64x4 {
   friend AO_INLINE F64x4 mul_add(F64x4 a, F64x4 b, F64x4 c) { return {_mm256_fmadd_pd(a.v, b.v, c.v)}; }
   friend AO_INLINE F64x4 max_nan(F64x4 a, F64x4 b) { return {_mm256_max_pd(a.v, b.v)}; }
   friend AO_INLINE F64x4 min_nan(F64x4 a, F64x4 b) { return {_mm256_min_pd(a.v, b.v)}; }
+  friend AO_INLINE F64x4 max_propagate(F64x4 a, F64x4 b) { return {_mm256_blendv_pd(_mm256_max_pd(a.v, b.v), a.v, _mm256_cmp_pd(a.v, a.v, _CMP_UNORD_Q))}; }
+  friend AO_INLINE F64x4 abs(F64x4 a) { return {_mm256_andnot_pd(_mm256_set1_pd(-0.0), a.v)}; }
 };
 #endif
 
@@ -96,6 +108,8 @@ struct F32x16 {
   friend AO_INLINE F32x16 mul_add(F32x16 a, F32x16 b, F32x16 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
   friend AO_INLINE F32x16 max_nan(F32x16 a, F32x16 b) { return {_mm512_max_ps(a.v, b.v)}; }
   friend AO_INLINE F32x16 min_nan(F32x16 a, F32x16 b) { return {_mm512_min_ps(a.v, b.v)}; }
+  friend AO_INLINE F32x16 max_propagate(F32x16 a, F32x16 b) { return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q), _mm512_max_ps(a.v, b.v), a.v)}; }
+  friend AO_INLINE F32x16 abs(F32x16 a) { return {_mm512_abs_ps(a.v)}; }
 };
 struct F64x8 {
   using Elem = double;
@@ -114,5 +128,7 @@ struct F64x8 {
   friend AO_INLINE F64x8 mul_add(F64x8 a, F64x8 b, F64x8 c) { return {_mm512_fmadd_pd(a.v, b.v, c.v)}; }
   friend AO_INLINE F64x8 max_nan(F64x8 a, F64x8 b) { return {_mm512_max_pd(a.v, b.v)}; }
   friend AO_INLINE F64x8 min_nan(F64x8 a, F64x8 b) { return {_mm512_min_pd(a.v, b.v)}; }
+  friend AO_INLINE F64x8 max_propagate(F64x8 a, F64x8 b) { return {_mm512_mask_blend_pd(_mm512_cmp_pd_mask(a.v, a.v, _CMP_UNORD_Q), _mm512_max_pd(a.v, b.v), a.v)}; }
+  friend AO_INLINE F64x8 abs(F64x8 a) { return {_mm512_abs_pd(a.v)}; }
 };
 #endif

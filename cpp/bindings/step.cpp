@@ -1,0 +1,347 @@
+#include "step.h"
+
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <limits>
+#include <utility>
+
+namespace adaptopt::bindings {
+namespace {
+
+using npy = py::detail::npy_api;
+
+View check_steps(py::handle steps, std::size_t np) {
+  if (!py::isinstance<py::array_t<std::int64_t>>(steps)) throw py::type_error("steps: expected an int64 array");
+  auto* a = py::detail::array_proxy(steps.ptr());
+  if (!(a->flags & npy::NPY_ARRAY_C_CONTIGUOUS_) || !(a->flags & npy::NPY_ARRAY_WRITEABLE_) ||
+      !(a->flags & npy::NPY_ARRAY_ALIGNED_))
+    throw py::value_error("steps: expected a writeable, aligned, C-contiguous int64 array");
+  if (a->nd != 1 || static_cast<std::size_t>(a->dimensions[0]) != np)
+    throw py::value_error("steps: expected one counter per parameter");
+  return View{a->data, np, DType::F64};
+}
+
+double* check_rule_state(py::handle st, std::size_t np, std::size_t k) {
+  if (k == 0) {
+    if (!st.is_none()) throw py::value_error("rule_state: this rule has no per-parameter state (pass None)");
+    return nullptr;
+  }
+  if (!py::isinstance<py::array_t<double>>(st)) throw py::type_error("rule_state: expected a float64 array");
+  auto* a = py::detail::array_proxy(st.ptr());
+  if (!(a->flags & npy::NPY_ARRAY_C_CONTIGUOUS_) || !(a->flags & npy::NPY_ARRAY_WRITEABLE_) ||
+      !(a->flags & npy::NPY_ARRAY_ALIGNED_) || a->nd != 2 || static_cast<std::size_t>(a->dimensions[0]) != np ||
+      static_cast<std::size_t>(a->dimensions[1]) != k)
+    throw py::value_error("rule_state: expected a writeable C-contiguous float64 array of shape (" +
+                          std::to_string(np) + ", " + std::to_string(k) + ")");
+  return reinterpret_cast<double*>(a->data);
+}
+
+}  // namespace
+
+// Everything one step updates, gathered while validating: one TensorRef per dense tensor or per
+// row of a sparse gradient, the hyperparameters of each, and what to commit once it has run.
+struct Batch {
+  std::vector<TensorRef> tensors;
+  std::vector<const Hyper*> hypers;
+  std::vector<std::int64_t*> counters;
+  std::vector<unsigned*> fresh;                       // cleared after the step
+  std::vector<std::pair<double*, double>> state;      // rule state values to store
+  const KernelTable* table = &active_table();
+  // The last step scalars computed: tensors of a group usually share their step number, and
+  // pow() is too slow to call per tensor of a small step. (Not for rules with state.)
+  const Hyper* last_h = nullptr;
+  std::int64_t last_step = -1;
+  TensorRef last;
+
+  void scalars(TensorRef& r, const Hyper* h, std::int64_t step, double* rule_state, std::size_t nstate) {
+    if (nstate != 0) {
+      double next[kMaxRuleState];
+      for (std::size_t k = 0; k < nstate; ++k) next[k] = rule_state[k];
+      fill_step_scalars(r, *h, step, next);
+      for (std::size_t k = 0; k < nstate; ++k) state.emplace_back(rule_state + k, next[k]);
+      return;
+    }
+    if (h != last_h || step != last_step) {
+      fill_step_scalars(last, *h, step, nullptr);
+      last_h = h;
+      last_step = step;
+    }
+    std::copy(std::begin(last.scalars), std::end(last.scalars), std::begin(r.scalars));
+  }
+};
+
+Group::Group(int rule, py::list params, py::list states, py::array steps, py::object rule_state,
+             std::string param_label, std::size_t first_index, py::object slot_labels, py::object fresh)
+    : param_label_(std::move(param_label)), first_index_(first_index) {
+  if (rule < 0 || rule >= kNumRules) throw py::value_error("unknown rule id " + std::to_string(rule));
+  rule_ = static_cast<RuleId>(rule);
+  const RuleInfo& info = rule_info(rule_);
+  const std::size_t np = params.size();
+  const int nslots = static_cast<int>(info.slots.size());
+  if (slot_labels.is_none()) {
+    for (const char* s : info.slots) slot_labels_.push_back(std::string("state['") + s + "']");
+  } else {
+    slot_labels_ = slot_labels.cast<std::vector<std::string>>();
+    if (static_cast<int>(slot_labels_.size()) != nslots) throw py::value_error("slot_labels: wrong length");
+  }
+  if (states.size() != np)
+    throw py::value_error("state: expected one entry per parameter (" + std::to_string(np) + "), got " +
+                          std::to_string(states.size()));
+  steps_ = static_cast<std::int64_t*>(check_steps(steps, np).data);
+  steps_ref_ = steps;
+  nstate_ = info.state.size();
+  rule_state_ = check_rule_state(rule_state, np, nstate_);
+  rule_state_ref_ = rule_state;
+  fresh_.assign(np, 0u);
+  if (!fresh.is_none()) {
+    fresh_ = fresh.cast<std::vector<unsigned>>();
+    if (fresh_.size() != np) throw py::value_error("fresh: expected one entry per parameter");
+  }
+  tensors_.resize(np);
+  held_.resize(np);
+  std::vector<Interval> written;
+  for (std::size_t i = 0; i < np; ++i) {
+    const std::string pl = label(i);
+    py::handle p = params[i];
+    const View pv = check_array(p, Name{param_label_, first_index + i}, true);
+    held_[i].push_back({py::reinterpret_borrow<py::object>(p), pv, -1});
+    TensorRef& t = tensors_[i];
+    t.p = pv.data;
+    t.n = pv.n;
+    t.dtype = pv.dtype;
+    written.push_back(interval_of(pv, pl));
+    py::handle st = states[i];
+    if (!py::isinstance<py::list>(st) || static_cast<int>(py::len(st)) != nslots)
+      throw py::value_error("state of " + pl + ": expected a list of " + std::to_string(nslots) + " buffers");
+    for (int s = 0; s < nslots; ++s) {
+      py::handle b = py::reinterpret_borrow<py::list>(st)[static_cast<std::size_t>(s)];
+      if (b.is_none()) continue;
+      const Name bn{slot_labels_[static_cast<std::size_t>(s)], first_index + i};
+      const View bv = check_array(b, bn, true, static_cast<int>(pv.dtype));
+      if (!same_shape(b, p))
+        throw py::value_error(bn.str() + ": shape " + fmt_shape(b) + " does not match the parameter's shape " +
+                              fmt_shape(p));
+      held_[i].push_back({py::reinterpret_borrow<py::object>(b), bv, s});
+      t.s[s] = bv.data;
+      written.push_back(interval_of(bv, bn.str()));
+    }
+  }
+  sort_and_check_disjoint(written);
+  written_ = std::move(written);
+}
+
+py::list Group::arrays(std::size_t i) const {
+  if (i >= held_.size()) throw py::index_error("param index out of range");
+  py::list out;
+  out.append(held_[i][0].obj);
+  for (std::size_t s = 0; s < slot_labels_.size(); ++s) out.append(py::none());
+  for (std::size_t k = 1; k < held_[i].size(); ++k) out[static_cast<std::size_t>(held_[i][k].slot) + 1] = held_[i][k].obj;
+  return out;
+}
+
+void Group::check_held(std::size_t i) const {
+  // The arrays may have changed since construction (flags.writeable cleared, dtype or shape
+  // reassigned in place): check them again, so nothing is written behind their back.
+  for (const Held& h : held_[i]) {
+    const Name name = h.slot < 0 ? Name{param_label_, first_index_ + i}
+                                 : Name{slot_labels_[static_cast<std::size_t>(h.slot)], first_index_ + i};
+    const View now = check_array(h.obj, name, true, h.slot < 0 ? -1 : static_cast<int>(h.view.dtype));
+    if (now.data != h.view.data || now.n != h.view.n || now.dtype != h.view.dtype)
+      throw py::value_error(name.str() + ": its data, dtype or size changed since the optimizer was built");
+  }
+}
+
+namespace {
+
+void check_not_written(const View& v, const Name& name, const std::vector<const Group*>& all) {
+  const auto lo = reinterpret_cast<std::uintptr_t>(v.data);
+  const auto hi = lo + v.n * elem_bytes(v.dtype);
+  for (const Group* other : all)
+    if (const Interval* o = find_overlap(other->written(), lo, hi))
+      throw py::value_error(name.str() + " overlaps " + o->label + " in memory (a gradient must not share " +
+                            "memory with a buffer the step writes)");
+}
+
+}  // namespace
+
+void Group::collect(PyObject* const* grads, std::size_t offset, const Hyper* h, std::uint32_t group,
+                    const std::vector<const Group*>& all, Batch& batch) const {
+  static const std::string kGrads = "grads";
+  const unsigned needed = needed_slots(*h);
+  const ChunkFn fn_by_dtype[kNumDTypes] = {batch.table->rule[static_cast<int>(rule_)][0],
+                                           batch.table->rule[static_cast<int>(rule_)][1]};
+  for (std::size_t i = 0; i < tensors_.size(); ++i) {
+    py::handle g(grads[offset + i]);
+    if (g.is_none()) continue;  // torch semantics: a parameter without a gradient is skipped
+    const Name gn{kGrads, offset + i};
+    const TensorRef& t = tensors_[i];
+    for (int s = 0; s < kMaxSlots; ++s)
+      if ((needed >> s & 1u) && t.s[s] == nullptr)
+        throw py::value_error("state of " + label(i) + " lacks a buffer these hyperparameters need");
+    check_held(i);
+    if (steps_[i] == std::numeric_limits<std::int64_t>::max())
+      throw py::value_error("state of " + label(i) + ": the step counter is at its maximum (2**63 - 1)");
+    TensorRef base = t;
+    base.group = group;
+    base.fresh = fresh_[i];
+    base.fn = fn_by_dtype[static_cast<int>(t.dtype)];
+    batch.scalars(base, h, steps_[i] + 1, rule_state_ ? rule_state_ + i * nstate_ : nullptr, nstate_);
+    if (PyTuple_Check(g.ptr())) {
+      collect_rows(i, py::reinterpret_borrow<py::tuple>(g), gn, base, h, all, batch);
+    } else {
+      const View gv = check_array(g, gn, false, static_cast<int>(t.dtype));
+      if (!same_shape(g, held_[i][0].obj))
+        throw py::value_error(gn.str() + ": shape " + fmt_shape(g) + " does not match the parameter's shape " +
+                              fmt_shape(held_[i][0].obj));
+      check_not_written(gv, gn, all);
+      base.g = gv.data;
+      batch.tensors.push_back(base);
+      batch.hypers.push_back(h);
+    }
+    batch.counters.push_back(&steps_[i]);
+    if (fresh_[i] != 0) batch.fresh.push_back(&fresh_[i]);
+  }
+}
+
+void Group::collect_rows(std::size_t i, py::tuple rows, const Name& gn, const TensorRef& base, const Hyper* h,
+                         const std::vector<const Group*>& all, Batch& batch) const {
+  py::handle param = held_[i][0].obj;
+  auto* pa = py::detail::array_proxy(param.ptr());
+  if (rows.size() != 2) throw py::type_error(gn.str() + ": expected an array, None or SparseRows");
+  if (pa->nd != 2) throw py::value_error(gn.str() + ": sparse rows need a 2-D parameter, got shape " + fmt_shape(param));
+  const auto nrows = static_cast<std::int64_t>(pa->dimensions[0]);
+  const auto ncols = static_cast<std::size_t>(pa->dimensions[1]);
+  py::handle idx = rows[0], vals = rows[1];
+  if (!py::isinstance<py::array_t<std::int64_t>>(idx)) throw py::type_error(gn.str() + ".indices: expected int64");
+  auto* ia = py::detail::array_proxy(idx.ptr());
+  if (ia->nd != 1 || !(ia->flags & npy::NPY_ARRAY_C_CONTIGUOUS_) || !(ia->flags & npy::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(gn.str() + ".indices: expected a 1-D C-contiguous array");
+  const auto k = static_cast<std::size_t>(ia->dimensions[0]);
+  const View vv = check_array(vals, Name{gn.prefix, gn.index, ".values"}, false, static_cast<int>(base.dtype));
+  auto* va = py::detail::array_proxy(vals.ptr());
+  if (va->nd != 2 || static_cast<std::size_t>(va->dimensions[0]) != k ||
+      static_cast<std::size_t>(va->dimensions[1]) != ncols)
+    throw py::value_error(gn.str() + ".values: shape " + fmt_shape(vals) + " does not match (" + std::to_string(k) +
+                          ", " + std::to_string(ncols) + ") for " + std::to_string(k) + " rows of " + fmt_shape(param));
+  const auto* ix = static_cast<const std::int64_t*>(static_cast<const void*>(ia->data));
+  for (std::size_t j = 0; j < k; ++j) {
+    if (ix[j] < 0 || ix[j] >= nrows)
+      throw py::value_error(gn.str() + ": row index " + std::to_string(ix[j]) + " is out of range for " +
+                            std::to_string(nrows) + " rows");
+    if (j > 0 && ix[j] <= ix[j - 1])
+      throw py::value_error(gn.str() + ": row indices must be strictly increasing (duplicates summed first)");
+  }
+  check_not_written(vv, gn, all);
+  const std::size_t es = elem_bytes(base.dtype);
+  auto at = [](void* p, std::size_t bytes) -> void* { return p == nullptr ? nullptr : static_cast<char*>(p) + bytes; };
+  for (std::size_t j = 0; j < k; ++j) {
+    const std::size_t off = static_cast<std::size_t>(ix[j]) * ncols * es;
+    TensorRef r = base;
+    r.n = ncols;
+    r.p = at(base.p, off);
+    for (int s = 0; s < kMaxSlots; ++s) r.s[s] = at(base.s[s], off);
+    r.g = static_cast<const char*>(vv.data) + j * ncols * es;
+    batch.tensors.push_back(r);
+    batch.hypers.push_back(h);
+  }
+}
+
+py::tuple multi_step(const std::vector<const Group*>& groups, const std::vector<const Hyper*>& hypers,
+                     py::object grads, double max_norm, bool skip_nonfinite, bool want_norm, bool want_stats) {
+  if (groups.size() != hypers.size()) throw py::value_error("one Hyper per group expected");
+  // A tuple of our own holds a reference to every gradient while the kernels run without the
+  // GIL: another thread may empty the caller's list meanwhile.
+  if (!PySequence_Check(grads.ptr())) throw py::type_error("grads: expected a sequence of arrays");
+  py::object seq = py::reinterpret_steal<py::object>(PySequence_Tuple(grads.ptr()));
+  if (!seq) throw py::error_already_set();
+  const std::size_t ng = static_cast<std::size_t>(PyTuple_GET_SIZE(seq.ptr()));
+  PyObject* const* items = &PyTuple_GET_ITEM(seq.ptr(), 0);
+  std::size_t expected = 0;
+  for (const Group* g : groups) {
+    if (g == nullptr) throw py::type_error("None group");
+    expected += g->size();
+  }
+  if (ng != expected)
+    throw py::value_error("grads: expected " + std::to_string(expected) + " arrays (one per parameter, " +
+                          "in parameter order), got " + std::to_string(ng));
+  // Local copies: the clipping scale of this step goes into them, not into the caller's.
+  std::vector<Hyper> local(groups.size());
+  for (std::size_t k = 0; k < groups.size(); ++k) {
+    if (hypers[k] == nullptr) throw py::type_error("None hyper");
+    if (hypers[k]->rule != groups[k]->rule()) throw py::value_error("hyperparameters are for another rule");
+    local[k] = *hypers[k];
+  }
+  Batch batch;
+  batch.tensors.reserve(ng);
+  batch.hypers.reserve(ng);
+  batch.counters.reserve(ng);
+  std::size_t offset = 0;
+  for (std::size_t k = 0; k < groups.size(); ++k) {
+    groups[k]->collect(items, offset, &local[k], static_cast<std::uint32_t>(k), groups, batch);
+    offset += groups[k]->size();
+  }
+  const bool clip = max_norm >= 0;
+  std::vector<StepStats> stats(want_stats ? groups.size() : 0);
+  double norm = 0;
+  bool applied = true;
+  {
+    py::gil_scoped_release nogil;
+    if (clip || skip_nonfinite || want_norm) {
+      bool nonfinite = false;
+      norm = std::sqrt(grad_sumsq(batch.tensors.data(), batch.tensors.size(), &nonfinite));
+      applied = !(skip_nonfinite && nonfinite);
+      // torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to <= 1
+      const double coef = max_norm / (norm + 1e-6);
+      if (applied && clip && !(coef >= 1.0))
+        for (Hyper& h : local) h.grad_scale = coef;
+    }
+    if (applied) {
+      run_step(batch.tensors.data(), batch.hypers.data(), batch.tensors.size(), want_stats ? stats.data() : nullptr,
+               groups.size());
+      for (std::int64_t* c : batch.counters) ++*c;
+      for (unsigned* f : batch.fresh) *f = 0;
+      for (const auto& [where, value] : batch.state) *where = value;
+    }
+  }
+  py::object norm_obj = (clip || skip_nonfinite || want_norm) ? py::object(py::float_(norm)) : py::object(py::none());
+  const StepStatus status =
+      !applied ? StepStatus::skipped : (batch.counters.empty() ? StepStatus::nothing : StepStatus::applied);
+  py::object stats_obj = py::none();
+  if (want_stats && applied) stats_obj = py::cast(stats);
+  return py::make_tuple(norm_obj, status, stats_obj);
+}
+
+Probe::Probe(py::array p, py::array g, py::list states) {
+  static const std::string kP = "p", kG = "g", kS = "states";
+  const View pv = check_array(p, Name{kP, 0}, true);
+  const View gv = check_array(g, Name{kG, 0}, false, static_cast<int>(pv.dtype));
+  if (!same_shape(p, g)) throw py::value_error("g: shape does not match p");
+  if (states.size() > static_cast<std::size_t>(kMaxSlots))
+    throw py::value_error("states: at most " + std::to_string(kMaxSlots) + " arrays");
+  std::vector<Interval> written{interval_of(pv, "p")};
+  t_.p = pv.data;
+  t_.g = gv.data;
+  t_.n = pv.n;
+  t_.dtype = pv.dtype;
+  held_ = {p, g};
+  for (std::size_t s = 0; s < states.size(); ++s) {
+    const View sv = check_array(states[s], Name{kS, s}, true, static_cast<int>(pv.dtype));
+    if (!same_shape(states[s], p)) throw py::value_error(Name{kS, s}.str() + ": shape does not match p");
+    t_.s[s] = sv.data;
+    written.push_back(interval_of(sv, Name{kS, s}.str()));
+    held_.push_back(states[s]);
+  }
+  sort_and_check_disjoint(written);
+}
+
+void Probe::run() const {
+  TensorRef t = t_;
+  t.fn = active_table().probe[static_cast<int>(t.dtype)];
+  const Hyper h;  // lr = 0: the values do not change
+  const Hyper* hp = &h;
+  py::gil_scoped_release nogil;
+  run_step(&t, &hp, 1);
+}
+
+}  // namespace adaptopt::bindings

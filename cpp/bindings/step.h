@@ -1,0 +1,89 @@
+// The native side of one optimizer step: a param group's arrays (Group), the per-step gathering
+// and validation of every gradient (collect), and multi_step, which updates every group in one
+// parallel region with the GIL released. Also the bandwidth probe over the same machinery.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "buffers.h"
+#include "rules/registry.h"
+
+namespace adaptopt::bindings {
+
+enum class StepStatus : int { nothing = 0, applied = 1, skipped = 2 };
+
+struct Batch;
+
+// The parameters of one param group with their state buffers, step counters and per-parameter
+// rule state. Holds references to every array so the raw pointers stay valid.
+class Group {
+ public:
+  // states[i]: one entry per slot of the rule (an array or None); steps: int64[n];
+  // rule_state: float64[n, k] for a rule with k scalar state values (None when k == 0);
+  // fresh[i]: bit s set when slot s of param i was created for the next step (or None).
+  Group(int rule, py::list params, py::list states, py::array steps, py::object rule_state, std::string param_label,
+        std::size_t first_index, py::object slot_labels, py::object fresh);
+
+  std::size_t size() const { return tensors_.size(); }
+  RuleId rule() const { return rule_; }
+  const std::vector<Interval>& written() const { return written_; }
+  std::string label(std::size_t i) const { return param_label_ + "[" + std::to_string(first_index_ + i) + "]"; }
+  // The arrays held for param i: [param, slot 0 or None, ...].
+  py::list arrays(std::size_t i) const;
+
+  // Validates grads[offset + i] for every tensor and appends what to update to `batch`. A
+  // gradient is an array of the parameter's shape, None (skip the parameter), or a tuple
+  // (indices, values) of sparse rows of a 2-D parameter. Raises before anything is written.
+  void collect(PyObject* const* grads, std::size_t offset, const Hyper* h, std::uint32_t group,
+               const std::vector<const Group*>& all, Batch& batch) const;
+
+ private:
+  struct Held {  // an array the group writes, as checked at construction; slot < 0: the param
+    py::object obj;
+    View view;
+    int slot;
+  };
+  void check_held(std::size_t i) const;
+  void collect_rows(std::size_t i, py::tuple rows, const Name& gn, const TensorRef& base, const Hyper* h,
+                    const std::vector<const Group*>& all, Batch& batch) const;
+
+  RuleId rule_;
+  std::string param_label_;
+  std::size_t first_index_;
+  std::vector<std::string> slot_labels_;
+  std::int64_t* steps_ = nullptr;
+  double* rule_state_ = nullptr;
+  std::size_t nstate_ = 0;
+  std::vector<TensorRef> tensors_;
+  py::object steps_ref_, rule_state_ref_;
+  std::vector<std::vector<Held>> held_;  // [param][0] = the param, then its state buffers
+  std::vector<Interval> written_;
+  mutable std::vector<unsigned> fresh_;  // cleared once a step has used the new buffers
+};
+
+// One step of every group: validates every gradient of every group first, then, without the
+// GIL, computes the global gradient norm if asked (one extra read of the gradients), skips the
+// step if asked and a gradient is not finite, folds the clipping scale into the update, runs
+// every tensor in one parallel region and advances the step counters and rule state.
+// Returns (norm or None, StepStatus, list of StepStats per group or None).
+py::tuple multi_step(const std::vector<const Group*>& groups, const std::vector<const Hyper*>& hypers,
+                     py::object grads, double max_norm, bool skip_nonfinite, bool want_norm, bool want_stats);
+
+// One pass of the bandwidth probe over p, g and up to kMaxSlots state arrays (same dtype and
+// shape as p), split over threads like a step.
+class Probe {
+ public:
+  Probe(py::array p, py::array g, py::list states);
+  void run() const;
+
+ private:
+  std::vector<py::object> held_;
+  TensorRef t_;
+};
+
+}  // namespace adaptopt::bindings
