@@ -258,7 +258,7 @@ def _np_rmsprop(p, g, s, t, new, *, lr, alpha, eps, momentum, centered, nesterov
         ga = s["grad_avg"]
         ga += (1 - alpha) * (g - ga)
         gh = ga / bc if bias_correction else ga
-        avg = avg - gh * gh
+        avg = np.maximum(avg - gh * gh, 0.0)  # clamped at 0, as the kernels (NaN propagates)
     if eps_in_sqrt:
         denom = np.sqrt(avg + eps)
     else:

@@ -1,7 +1,8 @@
 // RMSprop as torch.optim.RMSprop (eps outside the sqrt, lr outside the momentum buffer), plus
 // eps_in_sqrt (TF/Keras/optax placement), nesterov momentum, optax's initial_scale (the value
 // square_avg starts at; TF1 used 1) and bias_correction (optax: square_avg and grad_avg divided
-// by 1 - alpha^t).
+// by 1 - alpha^t). The centered variance is clamped at 0 (torch: NaN where rounding makes it
+// negative, e.g. alpha = 0).
 //
 // The shape every rule follows:
 //   kName, Params + kFields   named hyperparameters besides Common (lr, weight_decay, flags)
@@ -64,7 +65,9 @@ struct RMSprop : RuleBase {
       const V ga = lerp_ema(s.load(2), g, k.one_m_alpha, k.wc, k.low);  // grad_avg.lerp_(g, 1-alpha)
       s.store(2, ga);
       const V gh = k.bias ? ga * V::set(k.inv_bc) : ga;
-      avg = mul_add(gh * V::set(-1), gh, avg);
+      // The variance is >= 0 in exact arithmetic but cancels to 0 at alpha = 0 and at the first
+      // bias-corrected step: a rounding below 0 must not become NaN (a NaN input still does).
+      avg = max_propagate(mul_add(gh * V::set(-1), gh, avg), V::set(0));
     }
     const V denom = k.in_sqrt ? sqrt(avg + V::set(k.eps)) : sqrt(avg) + V::set(k.eps);
     lr_eff = V::set(k.lr) / denom;
