@@ -343,3 +343,13 @@ def test_entry_points():
     if exe is not None:
         assert "--quick" in subprocess.run([exe, "--help"], capture_output=True, text=True,
                                            check=True).stdout
+
+
+def test_stats_overhead_script_takes_the_configurations():
+    script = str(ROOT / "bench" / "stats_overhead.py")
+    out = subprocess.run([sys.executable, script, "--size", "1e3", "--repeats", "1", "--threads", "1",
+                          "--algos", "sgd,nadam"], capture_output=True, text=True, check=True).stdout
+    assert [line.split()[0] for line in out.splitlines()[2:]] == ["sgd", "nadam"]
+    bad = subprocess.run([sys.executable, script, "--algos", "nosuchrule"], capture_output=True, text=True,
+                         check=False)
+    assert bad.returncode != 0 and "adamax" in bad.stderr
