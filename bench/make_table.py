@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from adaptopt._bench_report import fmt_size, markdown_points, markdown_small
 from adaptopt.bench import parse_sizes
+from adaptopt.bench.report import markdown_points, markdown_small
+from adaptopt.bench.units import fmt_size
 
 
 def main(argv=None) -> None:

@@ -1,9 +1,10 @@
 """Cost of track_stats=True (statistics computed in the update pass) over the plain step.
 
-Usage: python bench/stats_overhead.py [--size 1e7] [--threads 2] [--repeats 30]
-Prints, per algorithm, the median step time without and with statistics (interleaved in one
-run) and the overhead in percent. Also reports the cost of max_grad_norm (one extra read of the
-gradients) for comparison.
+Usage: python bench/stats_overhead.py [--size 1e7] [--threads 2] [--repeats 30] [--algos adam,sgd]
+Prints, per benchmark configuration (every variant of every rule spec, as adaptopt-bench names
+them), the median step time without and with statistics (interleaved in one run) and the
+overhead in percent. Also reports the cost of max_grad_norm (one extra read of the gradients)
+for comparison.
 """
 
 from __future__ import annotations
@@ -11,35 +12,33 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 import adaptopt as ao
+import numpy as np
+from adaptopt.bench import algos
 
-ALGOS = {
-    "rmsprop": lambda p, **kw: ao.RMSprop(p, **kw),
-    "rmsprop-momentum": lambda p, **kw: ao.RMSprop(p, momentum=0.9, **kw),
-    "adagrad": lambda p, **kw: ao.Adagrad(p, **kw),
-    "adadelta": lambda p, **kw: ao.Adadelta(p, **kw),
-    "adam": lambda p, **kw: ao.Adam(p, **kw),
-    "sgd-momentum": lambda p, **kw: ao.SGD(p, momentum=0.9, **kw),
-}
-VARIANTS = {"plain": {}, "track_stats": {"track_stats": True}, "max_grad_norm": {"max_grad_norm": 1e9}}
+OPTIONS = {"plain": {}, "track_stats": {"track_stats": True}, "max_grad_norm": {"max_grad_norm": 1e9}}
 
 
 def main() -> None:
+    table = algos.by_name()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=float, default=1e7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--algos", help="comma list (default: all): " + ", ".join(table))
     args = ap.parse_args()
+    names = args.algos.split(",") if args.algos else list(table)
+    unknown = sorted(set(names) - set(table))
+    if unknown:
+        ap.error(f"unknown configuration(s) {', '.join(unknown)}; choose from {', '.join(table)}")
     n = int(args.size)
     ao.set_num_threads(args.threads)
     g = np.random.default_rng(0).standard_normal(n).astype(np.float32)
     print(f"size {n:.0e} float32, {args.threads} threads, isa {ao.isa()}, median of {args.repeats}")
     print(f"{'algorithm':18s} {'plain ms':>9s} {'stats ms':>9s} {'stats +%':>9s} {'clip ms':>9s} {'clip +%':>8s}")
-    for name, make in ALGOS.items():
-        opts = {v: make([np.zeros(n, np.float32)], **kw) for v, kw in VARIANTS.items()}
-        times = {v: [] for v in VARIANTS}
+    for name in names:
+        opts = {v: table[name].make([np.zeros(n, np.float32)], **kw) for v, kw in OPTIONS.items()}
+        times: dict[str, list[float]] = {v: [] for v in OPTIONS}
         for opt in opts.values():
             opt.step([g])  # creates state, pages memory in
         for _ in range(args.repeats):  # interleaved, so drift affects every variant alike

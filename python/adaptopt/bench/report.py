@@ -1,43 +1,29 @@
-"""Terminal tables, markdown tables and the plot of adaptopt.bench results (a JSON document)."""
+"""Tables and the plot of a run (the JSON document as a dict, schema 1 or 2): the terminal
+tables, the markdown tables of bench/make_table.py, matplotlib's throughput plot."""
 
 from __future__ import annotations
 
 import math
-from typing import Iterable, List, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-PEER_ORDER = ["numpy", "torch-forloop", "torch-foreach", "torch-fused"]
-BUSY = 0.25  # other processes' cores above which a point is marked as disturbed
+from . import budget
+from .peers import PEER_ORDER
+from .units import fmt_bytes, fmt_size, fmt_time
 
-
-# --------------------------------------------------------------------------------------------
-# Formatting
-
-
-def fmt_size(n: int) -> str:
-    """10000000 -> '1e7'; other numbers as they are."""
-    k = round(math.log10(n)) if n > 0 else 0
-    return f"1e{k}" if n == 10**k and k >= 3 else str(n)
+Doc = dict[str, Any]
 
 
-def fmt_bytes(b: float) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(b) >= scale:
-            return f"{b / scale:.1f} {unit}"
-    return f"{b:.0f} B"
-
-
-def fmt_time(s: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if s >= scale:
-            return f"{s / scale:.3g} {unit}"
-    return f"{s * 1e9:.3g} ns"
+def _name(row: dict) -> str:
+    """The configuration's name (schema 1 small-step rows kept it in ``algo``)."""
+    return str(row.get("name") or row["algo"])
 
 
 def _busy(load: float) -> str:
-    return f"{load:.2f}" + ("*" if load > BUSY else "")
+    return f"{load:.2f}" + ("*" if load > budget.BUSY else "")
 
 
-def _speedup(res: Optional[dict]) -> str:
+def _speedup(res: dict | None) -> str:
     if res is None:
         return "-"
     if "skipped" in res:
@@ -45,12 +31,12 @@ def _speedup(res: Optional[dict]) -> str:
     return f"{res['speedup']:.1f}x"
 
 
-def _peers_in(rows: Iterable[dict]) -> List[str]:
+def _peers_in(rows: Iterable[dict]) -> list[str]:
     seen = {name for r in rows for name in r["peers"]}
     return [p for p in PEER_ORDER if p in seen] + sorted(seen - set(PEER_ORDER))
 
 
-def _render(header: Sequence[str], rows: List[Sequence[str]], markdown: bool = False) -> str:
+def _render(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool = False) -> str:
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -64,7 +50,7 @@ def _render(header: Sequence[str], rows: List[Sequence[str]], markdown: bool = F
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-def _varying(rows: List[dict], key: str) -> bool:
+def _varying(rows: list[dict], key: str) -> bool:
     return len({r[key] for r in rows}) > 1
 
 
@@ -72,7 +58,7 @@ def _varying(rows: List[dict], key: str) -> bool:
 # Terminal tables
 
 
-def print_table(doc: dict) -> None:
+def print_table(doc: Doc) -> None:
     points = doc["points"]
     if not points:
         print("no points were measured")
@@ -94,13 +80,13 @@ def print_table(doc: dict) -> None:
     print(_render(header, rows))
     if "numpy" in peers:
         print("numpy is single-threaded (NumPy ufuncs use one thread) at every thread count.")
-    busy = sum(r.get("other_load", 0.0) > BUSY for r in points)
+    busy = sum(r.get("other_load", 0.0) > budget.BUSY for r in points)
     if busy:
-        print(f"* {busy} point(s) ran while other processes kept more than {BUSY} cores busy "
+        print(f"* {busy} point(s) ran while other processes kept more than {budget.BUSY} cores busy "
               "('other'): their numbers are likely low.")
 
 
-def print_small_table(doc: dict) -> None:
+def print_small_table(doc: Doc) -> None:
     small = doc["small"]
     if not small:
         return
@@ -114,7 +100,7 @@ def print_small_table(doc: dict) -> None:
         for p in peers:
             res = r["peers"].get(p)
             cells.append("-" if res is None else f"{res['us']:.1f} ({res['speedup']:.1f}x)")
-        rows.append([r["algo"], r["mode"], *(r[k] for k in extra), str(r["threads"]),
+        rows.append([_name(r), r["mode"], *(r[k] for k in extra), str(r["threads"]),
                      f"{r['adaptopt_us']:.2f}", *cells])
     print("\nSmall steps (µs per step; mode = tensors x elements, '1' = one 1-element tensor)")
     print(_render(header, rows))
@@ -124,11 +110,11 @@ def print_small_table(doc: dict) -> None:
 # Markdown (bench/make_table.py)
 
 
-def _pick(rows: List[dict], **want) -> List[dict]:
+def _pick(rows: list[dict], **want) -> list[dict]:
     return [r for r in rows if all(r.get(k) == v for k, v in want.items() if v is not None)]
 
 
-def markdown_points(doc: dict, sizes: Sequence[int], threads: Optional[int] = None,
+def markdown_points(doc: Doc, sizes: Sequence[int], threads: int | None = None,
                     dtype: str = "float32") -> str:
     """Key points: throughput, share of the probe and speedups over each peer."""
     threads = threads or max(r["threads"] for r in doc["points"])
@@ -150,7 +136,7 @@ def _best_torch(point: dict) -> str:
     return f"{min(v['speedup'] for v in ran):.1f}x" if ran else "-"
 
 
-def markdown_small(doc: dict, threads: Optional[int] = None, dtype: str = "float32") -> str:
+def markdown_small(doc: Doc, threads: int | None = None, dtype: str = "float32") -> str:
     small = doc["small"]
     if not small:
         return ""
@@ -158,7 +144,7 @@ def markdown_small(doc: dict, threads: Optional[int] = None, dtype: str = "float
     rows_in = _pick(small, threads=threads, dtype=dtype)
     peers = _peers_in(rows_in)
     header = ["algorithm", "tensors", "adaptopt µs", *(f"{p} µs" for p in peers)]
-    rows = [[r["algo"], r["mode"], f"{r['adaptopt_us']:.2f}",
+    rows = [[_name(r), r["mode"], f"{r['adaptopt_us']:.2f}",
              *("-" if r["peers"].get(p) is None else
                f"{r['peers'][p]['us']:.1f} ({r['peers'][p]['speedup']:.1f}x)" for p in peers)]
             for r in rows_in]
@@ -169,7 +155,7 @@ def markdown_small(doc: dict, threads: Optional[int] = None, dtype: str = "float
 # Plot
 
 
-def plot(doc: dict, path: str, dtype: Optional[str] = None, isa: Optional[str] = None) -> None:
+def plot(doc: Doc, path: str, dtype: str | None = None, isa: str | None = None) -> None:
     """One subplot per algorithm: GB/s (traffic model) against size, log-log. adaptopt solid
     and the probe dotted for each thread count; peers dashed at the largest thread count."""
     import matplotlib
@@ -222,7 +208,7 @@ def plot(doc: dict, path: str, dtype: Optional[str] = None, isa: Optional[str] =
         ax.set_xlabel("elements")
     for ax in axes[:, 0]:
         ax.set_ylabel("GB/s (traffic model)")
-    handles = {}
+    handles: dict[str, Any] = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
@@ -234,3 +220,13 @@ def plot(doc: dict, path: str, dtype: Optional[str] = None, isa: Optional[str] =
     fig.tight_layout(rect=(0, 0.04 + 0.025 * math.ceil(len(handles) / 4), 1, 0.97))
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def print_run(doc: Doc) -> None:
+    """The terminal report of a run: both tables and the conditions it ran under."""
+    print_table(doc)
+    print_small_table(doc)
+    print(f"\nwall time {doc['wall_s']:.0f} s; other processes kept {doc['other_load']:.2f} "
+          f"cores busy on average (load average {doc['load_avg']['start'][0]:.2f} at start); "
+          f"{doc['retries']} measurement(s) repeated after waiting {doc['waited_s']:.0f} s for "
+          "a quiet machine")
