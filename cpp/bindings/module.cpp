@@ -160,7 +160,21 @@ PYBIND11_MODULE(_core, m) {
           },
           "Per slot: the value a new buffer starts at.");
 
-  py::class_<Group>(m, "Group")
+  py::class_<Group>(m, "Group", py::custom_type_setup([](PyHeapTypeObject* heap_type) {
+                      // The group holds the param and state arrays: the garbage collector must see
+                      // those references, or a cycle through a param is never collected.
+                      auto* type = &heap_type->ht_type;
+                      type->tp_flags |= Py_TPFLAGS_HAVE_GC;
+                      type->tp_traverse = [](PyObject* self, visitproc visit, void* arg) {
+                        Py_VISIT(Py_TYPE(self));
+                        if (!py::detail::is_holder_constructed(self)) return 0;
+                        return py::cast<const Group&>(py::handle(self)).traverse(visit, arg);
+                      };
+                      type->tp_clear = [](PyObject* self) {
+                        if (py::detail::is_holder_constructed(self)) py::cast<Group&>(py::handle(self)).clear();
+                        return 0;
+                      };
+                    }))
       .def(py::init<int, py::list, py::list, py::array, py::object, std::string, std::size_t, py::object, py::object>(),
            py::arg("rule"), py::arg("params"), py::arg("states"), py::arg("steps"), py::arg("rule_state") = py::none(),
            py::arg("param_label") = "params", py::arg("first_index") = 0, py::arg("slot_labels") = py::none(),
@@ -170,10 +184,16 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("multi_step", &multi_step, py::arg("groups"), py::arg("hypers"), py::arg("grads"),
         py::arg("max_norm") = -1.0, py::arg("skip_nonfinite") = false, py::arg("want_norm") = false,
-        py::arg("want_stats") = false,
+        py::arg("want_stats") = false, py::arg("counts") = py::none(), py::arg("on_apply") = py::none(),
         "Validate every gradient, then update every group in one parallel region with the GIL released.\n"
         "max_norm >= 0 clips by the global gradient norm. Returns (norm or None, StepStatus, list of\n"
-        "StepStats per group or None).");
+        "StepStats per group or None). counts (int64[2]: applied, skipped steps) and on_apply ((object,\n"
+        "name, value) set when the step applies) are updated inside the call, atomically with the step.");
+  m.def("commit", &commit, py::arg("ops"),
+        "Apply ('setattr', obj, name, value), ('replace', dict, mapping) and ('copyto', dst, src)\n"
+        "operations all at once (all checked first), with no Python code running in between.");
+  m.def("set_sparse_rows_type", &set_sparse_rows_type, py::arg("type"),
+        "The class of sparse-row gradients; only its instances are taken as (indices, values).");
 
   py::class_<Probe>(m, "Probe", "The bandwidth probe: one pass over p, g and the state arrays per run().")
       .def(py::init<py::array, py::array, py::list>(), py::arg("p"), py::arg("g"), py::arg("states"))

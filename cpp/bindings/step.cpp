@@ -3,6 +3,8 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <cstring>
+#include <tuple>
 #include <limits>
 #include <utility>
 
@@ -37,7 +39,25 @@ double* check_rule_state(py::handle st, std::size_t np, std::size_t k) {
   return reinterpret_cast<double*>(a->data);
 }
 
+PyObject* g_sparse_rows_type = nullptr;  // a strong reference, kept for the process's lifetime
+
+std::int64_t* check_counts(py::handle counts) {
+  if (counts.is_none()) return nullptr;
+  if (!py::isinstance<py::array_t<std::int64_t>>(counts)) throw py::type_error("counts: expected an int64 array");
+  auto* a = py::detail::array_proxy(counts.ptr());
+  if (!(a->flags & npy::NPY_ARRAY_C_CONTIGUOUS_) || !(a->flags & npy::NPY_ARRAY_WRITEABLE_) ||
+      !(a->flags & npy::NPY_ARRAY_ALIGNED_) || a->nd != 1 || a->dimensions[0] != 2)
+    throw py::value_error("counts: expected a writeable int64 array of 2 counters");
+  return reinterpret_cast<std::int64_t*>(a->data);
+}
+
 }  // namespace
+
+void set_sparse_rows_type(py::handle type) {
+  if (!PyType_Check(type.ptr())) throw py::type_error("expected a type");
+  Py_XDECREF(g_sparse_rows_type);
+  g_sparse_rows_type = type.inc_ref().ptr();
+}
 
 // Everything one step updates, gathered while validating: one TensorRef per dense tensor or per
 // row of a sparse gradient, the hyperparameters of each, and what to commit once it has run.
@@ -131,6 +151,26 @@ Group::Group(int rule, py::list params, py::list states, py::array steps, py::ob
   written_ = std::move(written);
 }
 
+int Group::traverse(visitproc visit, void* arg) const {
+  for (const auto& per : held_)
+    for (const Held& h : per) Py_VISIT(h.obj.ptr());
+  Py_VISIT(steps_ref_.ptr());
+  Py_VISIT(rule_state_ref_.ptr());
+  return 0;
+}
+
+void Group::clear() {
+  cleared_ = true;
+  tensors_.clear();
+  held_.clear();
+  written_.clear();
+  fresh_.clear();
+  steps_ = nullptr;
+  rule_state_ = nullptr;
+  steps_ref_ = py::object();
+  rule_state_ref_ = py::object();
+}
+
 py::list Group::arrays(std::size_t i) const {
   if (i >= held_.size()) throw py::index_error("param index out of range");
   py::list out;
@@ -168,6 +208,7 @@ void check_not_written(const View& v, const Name& name, const std::vector<const 
 void Group::collect(PyObject* const* grads, std::size_t offset, const Hyper* h, std::uint32_t group,
                     const std::vector<const Group*>& all, Batch& batch) const {
   static const std::string kGrads = "grads";
+  if (cleared_) throw py::value_error("this group was cleared by the garbage collector");
   const unsigned needed = needed_slots(*h);
   const ChunkFn fn_by_dtype[kNumDTypes] = {batch.table->rule[static_cast<int>(rule_)][0],
                                            batch.table->rule[static_cast<int>(rule_)][1]};
@@ -187,7 +228,7 @@ void Group::collect(PyObject* const* grads, std::size_t offset, const Hyper* h, 
     base.fresh = fresh_[i];
     base.fn = fn_by_dtype[static_cast<int>(t.dtype)];
     batch.scalars(base, h, steps_[i] + 1, rule_state_ ? rule_state_ + i * nstate_ : nullptr, nstate_);
-    if (PyTuple_Check(g.ptr())) {
+    if (g_sparse_rows_type != nullptr && PyObject_TypeCheck(g.ptr(), reinterpret_cast<PyTypeObject*>(g_sparse_rows_type))) {
       collect_rows(i, py::reinterpret_borrow<py::tuple>(g), gn, base, h, all, batch);
     } else {
       const View gv = check_array(g, gn, false, static_cast<int>(t.dtype));
@@ -248,8 +289,18 @@ void Group::collect_rows(std::size_t i, py::tuple rows, const Name& gn, const Te
 }
 
 py::tuple multi_step(const std::vector<const Group*>& groups, const std::vector<const Hyper*>& hypers,
-                     py::object grads, double max_norm, bool skip_nonfinite, bool want_norm, bool want_stats) {
+                     py::object grads, double max_norm, bool skip_nonfinite, bool want_norm, bool want_stats,
+                     py::object counts, py::object on_apply) {
   if (groups.size() != hypers.size()) throw py::value_error("one Hyper per group expected");
+  std::int64_t* const counters = check_counts(counts);
+  std::vector<std::tuple<py::handle, py::handle, py::handle>> sets;
+  if (!on_apply.is_none()) {
+    for (py::handle op : py::cast<py::list>(on_apply)) {
+      auto t = py::cast<py::tuple>(op);
+      if (t.size() != 3 || !PyUnicode_Check(t[1].ptr())) throw py::value_error("on_apply: expected (object, name, value)");
+      sets.emplace_back(t[0], t[1], t[2]);
+    }
+  }
   // A tuple of our own holds a reference to every gradient while the kernels run without the
   // GIL: another thread may empty the caller's list meanwhile.
   if (!PySequence_Check(grads.ptr())) throw py::type_error("grads: expected a sequence of arrays");
@@ -304,12 +355,55 @@ py::tuple multi_step(const std::vector<const Group*>& groups, const std::vector<
       for (const auto& [where, value] : batch.state) *where = value;
     }
   }
-  py::object norm_obj = (clip || skip_nonfinite || want_norm) ? py::object(py::float_(norm)) : py::object(py::none());
   const StepStatus status =
       !applied ? StepStatus::skipped : (batch.counters.empty() ? StepStatus::nothing : StepStatus::applied);
+  // The step has changed memory: record it before anything can raise (no Python code runs here;
+  // the attributes set are the optimizer's own slots).
+  if (counters != nullptr && status != StepStatus::nothing) ++counters[status == StepStatus::applied ? 0 : 1];
+  if (applied)
+    for (const auto& [obj, name, value] : sets)
+      if (PyObject_SetAttr(obj.ptr(), name.ptr(), value.ptr()) != 0) throw py::error_already_set();
+  py::object norm_obj = (clip || skip_nonfinite || want_norm) ? py::object(py::float_(norm)) : py::object(py::none());
   py::object stats_obj = py::none();
   if (want_stats && applied) stats_obj = py::cast(stats);
   return py::make_tuple(norm_obj, status, stats_obj);
+}
+
+void commit(py::list ops) {
+  struct Op {
+    int kind;  // 0 setattr, 1 replace, 2 copyto
+    py::handle a, b, c;
+    std::size_t bytes = 0;
+  };
+  std::vector<Op> plan;
+  static const std::string kDst = "dst", kSrc = "src";
+  for (py::handle item : ops) {
+    auto t = py::cast<py::tuple>(item);
+    if (t.size() < 3) throw py::value_error("commit: expected (kind, ...) tuples");
+    const std::string kind = py::cast<std::string>(t[0]);
+    if (kind == "setattr" && t.size() == 4 && PyUnicode_Check(t[2].ptr())) {
+      plan.push_back({0, t[1], t[2], t[3]});
+    } else if (kind == "replace" && t.size() == 3 && PyDict_CheckExact(t[1].ptr()) && PyDict_Check(t[2].ptr())) {
+      plan.push_back({1, t[1], t[2], {}});
+    } else if (kind == "copyto" && t.size() == 3) {
+      const View d = check_array(t[1], Name{kDst, plan.size()}, true);
+      const View s = check_array(t[2], Name{kSrc, plan.size()}, false, static_cast<int>(d.dtype));
+      if (!same_shape(t[1], t[2])) throw py::value_error("commit: copyto between arrays of different shapes");
+      plan.push_back({2, t[1], t[2], {}, d.n * elem_bytes(d.dtype)});
+    } else {
+      throw py::value_error("commit: unknown or malformed operation " + kind);
+    }
+  }
+  for (const Op& op : plan) {
+    if (op.kind == 0) {
+      if (PyObject_SetAttr(op.a.ptr(), op.b.ptr(), op.c.ptr()) != 0) throw py::error_already_set();
+    } else if (op.kind == 1) {
+      PyDict_Clear(op.a.ptr());
+      if (PyDict_Update(op.a.ptr(), op.b.ptr()) != 0) throw py::error_already_set();
+    } else {
+      std::memmove(py::detail::array_proxy(op.a.ptr())->data, py::detail::array_proxy(op.b.ptr())->data, op.bytes);
+    }
+  }
 }
 
 Probe::Probe(py::array p, py::array g, py::list states) {

@@ -30,6 +30,9 @@ class Group {
         std::size_t first_index, py::object slot_labels, py::object fresh);
 
   std::size_t size() const { return tensors_.size(); }
+  // Garbage-collector support: every Python object the group holds.
+  int traverse(visitproc visit, void* arg) const;
+  void clear();
   RuleId rule() const { return rule_; }
   const std::vector<Interval>& written() const { return written_; }
   std::string label(std::size_t i) const { return param_label_ + "[" + std::to_string(first_index_ + i) + "]"; }
@@ -64,15 +67,31 @@ class Group {
   std::vector<std::vector<Held>> held_;  // [param][0] = the param, then its state buffers
   std::vector<Interval> written_;
   mutable std::vector<unsigned> fresh_;  // cleared once a step has used the new buffers
+  bool cleared_ = false;                 // by the garbage collector: unusable
 };
+
+// The class whose instances are sparse-row gradients (adaptopt.SparseRows): only these are
+// taken as (indices, values); any other tuple is refused like any other non-array.
+void set_sparse_rows_type(py::handle type);
 
 // One step of every group: validates every gradient of every group first, then, without the
 // GIL, computes the global gradient norm if asked (one extra read of the gradients), skips the
 // step if asked and a gradient is not finite, folds the clipping scale into the update, runs
 // every tensor in one parallel region and advances the step counters and rule state.
 // Returns (norm or None, StepStatus, list of StepStats per group or None).
+// `counts` (int64[2], or None) counts applied and skipped steps; `on_apply` is a list of
+// (object, attribute name, value) set when the step applies. Both happen inside this call,
+// before it returns: an asynchronous exception (Ctrl-C) arriving around the step sees either
+// none or all of the step.
 py::tuple multi_step(const std::vector<const Group*>& groups, const std::vector<const Hyper*>& hypers,
-                     py::object grads, double max_norm, bool skip_nonfinite, bool want_norm, bool want_stats);
+                     py::object grads, double max_norm, bool skip_nonfinite, bool want_norm, bool want_stats,
+                     py::object counts, py::object on_apply);
+
+// Applies a list of operations all at once or not at all (everything is checked first), with no
+// Python code running in between: ("setattr", obj, name, value), ("replace", dict, mapping)
+// (clear the dict, then fill it from the mapping), ("copyto", dst, src) (arrays of the same
+// dtype and shape, dst writeable and C-contiguous, src C-contiguous).
+void commit(py::list ops);
 
 // One pass of the bandwidth probe over p, g and up to kMaxSlots state arrays (same dtype and
 // shape as p), split over threads like a step.

@@ -9,6 +9,7 @@ from .optim import *  # noqa: F401,F403  (the optimizer classes)
 from .sparse import SparseRows
 
 __version__ = _core.__version__
+_core.set_sparse_rows_type(SparseRows)
 
 __all__ = [
     "SparseRows", "functional", "schedules",

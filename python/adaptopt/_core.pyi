@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections.abc
 import numpy
 import typing
-__all__: list[str] = ['FLAGS', 'Group', 'Hyper', 'MAX_SLOTS', 'Probe', 'RuleInfo', 'StepStats', 'StepStatus', 'available_isas', 'find_overlap', 'get_num_threads', 'isa', 'multi_step', 'parallel_threshold', 'rules', 'set_isa', 'set_num_threads', 'set_parallel_threshold']
+__all__: list[str] = ['FLAGS', 'Group', 'Hyper', 'MAX_SLOTS', 'Probe', 'RuleInfo', 'StepStats', 'StepStatus', 'available_isas', 'commit', 'find_overlap', 'get_num_threads', 'isa', 'multi_step', 'parallel_threshold', 'rules', 'set_isa', 'set_num_threads', 'set_parallel_threshold', 'set_sparse_rows_type']
 class RuleInfo:
     """
     One update rule as the native core defines it.
@@ -167,6 +167,11 @@ def available_isas() -> list[str]:
     """
     ISAs usable on this CPU and OS, lowest first.
     """
+def commit(ops: list) -> None:
+    """
+    Apply ('setattr', obj, name, value), ('replace', dict, mapping) and ('copyto', dst, src)
+    operations all at once (all checked first), with no Python code running in between.
+    """
 def find_overlap(arrays: list) -> tuple[int, int] | None:
     """
     Indices (i, j) of two arrays whose memory overlaps, or None.
@@ -177,11 +182,12 @@ def isa() -> str:
     """
     Name of the active kernel ISA.
     """
-def multi_step(groups: collections.abc.Sequence[Group], hypers: collections.abc.Sequence[Hyper], grads: typing.Any, max_norm: typing.SupportsFloat | typing.SupportsIndex = -1.0, skip_nonfinite: bool = False, want_norm: bool = False, want_stats: bool = False) -> tuple:
+def multi_step(groups: collections.abc.Sequence[Group], hypers: collections.abc.Sequence[Hyper], grads: typing.Any, max_norm: typing.SupportsFloat | typing.SupportsIndex = -1.0, skip_nonfinite: bool = False, want_norm: bool = False, want_stats: bool = False, counts: typing.Any = None, on_apply: typing.Any = None) -> tuple:
     """
     Validate every gradient, then update every group in one parallel region with the GIL released.
     max_norm >= 0 clips by the global gradient norm. Returns (norm or None, StepStatus, list of
-    StepStats per group or None).
+    StepStats per group or None). counts (int64[2]: applied, skipped steps) and on_apply ((object,
+    name, value) set when the step applies) are updated inside the call, atomically with the step.
     """
 def parallel_threshold() -> int:
     ...
@@ -197,6 +203,10 @@ def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...
 def set_parallel_threshold(elements: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...
+def set_sparse_rows_type(type: typing.Any) -> None:
+    """
+    The class of sparse-row gradients; only its instances are taken as (indices, values).
+    """
 FLAGS: dict = {'maximize': 1, 'decoupled_weight_decay': 2, 'centered': 4, 'nesterov': 8, 'eps_in_sqrt': 16, 'amsgrad': 32, 'bias_correction': 64}
 MAX_SLOTS: int = 3
 __version__: str = '0.1.0'

@@ -39,7 +39,7 @@ def real(name: str, value: Any) -> float:
 
 
 def boolean(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, numbers.Integral)):
+    if not isinstance(value, (bool, np.bool_, numbers.Integral)):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__}: {value!r}")
     return bool(value)
 
@@ -133,7 +133,7 @@ class Spec:
                  check: Optional[Callable[[Dict[str, Any]], None]] = None,
                  fixed: Optional[Mapping[str, Any]] = None, torch_lacks: Tuple[str, ...] = (),
                  step_used: Callable[[Dict[str, Any]], bool] = lambda v: True, functional: bool = True,
-                 doc: str = ""):
+                 torch_saves_step: bool = True, doc: str = ""):
         self.name = name
         self.rule = rule
         self.native = _NATIVE[rule]
@@ -151,6 +151,7 @@ class Spec:
         self.variants = variants
         self.torch_lacks = frozenset(torch_lacks)
         self.step_used = step_used
+        self.torch_saves_step = torch_saves_step  # torch's SGD keeps no step: a state dict may lack it
         self.functional = f"{rule}_" if functional else None
         self.doc = doc
         self._check = check
@@ -181,7 +182,7 @@ class Spec:
                 for k in self.keys.values() if k.name not in fixed]
         return Spec(name, self.rule, keys, numpy=self.numpy, state_args=self.state_args, variants=variants,
                     check=self._check, fixed=fixed, torch_lacks=tuple(self.torch_lacks),
-                    step_used=self.step_used, functional=False, doc=doc)
+                    step_used=self.step_used, functional=False, torch_saves_step=self.torch_saves_step, doc=doc)
 
     def positional(self) -> List[str]:
         return [k.name for k in self.keys.values() if not k.keyword_only]
@@ -444,7 +445,7 @@ SGD = Spec(
      _WD, _flag("nesterov", False), _MAXIMIZE, _DECOUPLED],
     numpy=_np_sgd, state_args=("momentum_buffers",), check=_check_sgd,
     variants=(Variant("plain"), Variant("momentum", dict(momentum=0.9))), torch_lacks=("decoupled_weight_decay",),
-    step_used=lambda v: v["momentum"] != 0,
+    step_used=lambda v: v["momentum"] != 0, torch_saves_step=False,
     doc="SGD with momentum, dampening, Nesterov and weight decay (torch.optim.SGD's semantics: a new momentum "
         "buffer starts as a copy of the gradient).")
 

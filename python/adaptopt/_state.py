@@ -116,9 +116,10 @@ def _load_entry(spec: Spec, b: GroupBinding, j: int, pid: Any, entry: Any) -> No
     unknown = set(entry) - {"step", *spec.state_names, *spec.slots}
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(map(str, unknown))}")
-    if "step" not in entry:
+    if "step" in entry:
+        b.steps[j] = _step_value(f"{where}['step']", entry["step"])
+    elif spec.torch_saves_step:
         raise ValueError(f"{where}: missing 'step'")
-    b.steps[j] = _step_value(f"{where}['step']", entry["step"])
     for k, name in enumerate(spec.state_names):
         if name in entry:
             v = np.asarray(entry[name])

@@ -7,7 +7,9 @@ moment leaves either the previous checkpoint or the new one, never a torn file. 
 zip CRCs, so a truncated or corrupted file is an error, not silently wrong state.
 
 Use it through ``Optimizer.save(path)`` and ``Optimizer.load(path)``; this module knows the
-state_dict layout and the file format only, not the optimizer.
+state_dict layout and the file format only, not the optimizer. Loading checks every array's
+header against what the optimizer expects before reading it; anything wrong with a file is a
+ValueError, and on any error nothing changes.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 import os
 import tempfile
 import zipfile
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -32,7 +34,7 @@ def _json_value(x: Any) -> Any:
     if isinstance(x, np.generic):
         return x.item()
     if isinstance(x, schedules.Schedule):
-        return x.to_dict()
+        return schedules.to_saved(x)
     raise TypeError(f"param_groups value {x!r} of type {type(x).__name__} cannot be saved in a checkpoint")
 
 
@@ -71,7 +73,8 @@ def write(path: PathLike, optimizer: str, state_dict: Dict[str, Any],
     arrays["meta"] = np.frombuffer(json.dumps(meta, default=_json_value).encode(), dtype=np.uint8)
 
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    # A short temporary name: the target's own may already be near the file-name limit.
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)[:64]}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -92,54 +95,87 @@ class Saved:
         self.state_dict = state_dict
         self.params = params
 
-    def copy_params(self, targets: Sequence[np.ndarray]) -> None:
-        if self.params is not None:
-            for src, dst in zip(self.params, targets):
-                np.copyto(dst, src)
+
+MAX_META_BYTES = 64 << 20
 
 
-def read(path: PathLike, optimizer: str, targets: Sequence[np.ndarray]) -> Saved:
-    """Reads a checkpoint written by :func:`write` for an optimizer of class ``optimizer`` whose
-    parameters are ``targets``, and checks the file and its parameters (not the state, which
-    load_state_dict validates). Raises ValueError for anything wrong with the file."""
+class _Refused(ValueError):
+    """A file that is well-formed but does not fit the optimizer (or is not a checkpoint)."""
+
+
+def _header(z: zipfile.ZipFile, name: str) -> Tuple[Tuple[int, ...], np.dtype]:
+    """(shape, dtype) from the .npy header of member ``name``, without reading its data."""
+    with z.open(name) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"{name}: unsupported .npy version {version}")
+    if fortran or dtype.hasobject:
+        raise ValueError(f"{name}: not a C-ordered numeric array")
+    return shape, dtype
+
+
+def _array(z: zipfile.ZipFile, name: str, shape: Tuple[int, ...], dtype: np.dtype, what: str = "") -> np.ndarray:
+    """Member ``name`` after checking that its header announces exactly ``shape`` and ``dtype``
+    (so nothing larger than expected is ever allocated)."""
+    got = _header(z, name)
+    if got != (tuple(shape), np.dtype(dtype)):
+        raise _Refused(f"{what or name} is {got[1]}{got[0]}, the optimizer's is {np.dtype(dtype)}{tuple(shape)}")
+    with z.open(name) as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
+
+
+def read(path: PathLike, optimizer: str, targets: Sequence[np.ndarray], spec: Any) -> Saved:
+    """Reads a checkpoint written by :func:`write` for an optimizer of class ``optimizer`` with the
+    parameters ``targets`` and rule ``spec``. Every array's header is checked against the shape
+    and dtype the optimizer expects before its data is read, so a crafted file costs no more
+    memory than a genuine one. Anything wrong with the file raises ValueError (a missing file:
+    FileNotFoundError)."""
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            files = set(z.files)
-            if "meta" not in files:
+        with zipfile.ZipFile(path) as z:
+            members = set(z.namelist())
+            if "meta.npy" not in members:
                 raise ValueError("no 'meta' entry")
-            meta = json.loads(z["meta"].tobytes().decode())
+            shape, dtype = _header(z, "meta.npy")
+            if dtype != np.uint8 or len(shape) != 1 or shape[0] > MAX_META_BYTES:
+                raise ValueError("malformed 'meta' entry")
+            meta = json.loads(_array(z, "meta.npy", shape, dtype).tobytes().decode())
             if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-                raise ValueError("not an adaptopt checkpoint")
+                raise _Refused("not an adaptopt checkpoint")
             if meta.get("version") not in (1, VERSION):
-                raise ValueError(f"unsupported checkpoint version {meta.get('version')!r}")
-            state = {}
-            for index, entry in meta["state"].items():
-                st: Dict[str, Any] = dict(entry["scalars"] if "scalars" in entry else {"step": entry["step"]})
-                for k in entry["keys"]:
-                    st[k] = z[f"state/{index}/{k}"]
-                state[int(index)] = st
+                raise _Refused(f"unsupported checkpoint version {meta.get('version')!r}")
+            if meta.get("optimizer") != optimizer:
+                raise _Refused(f"holds {meta.get('optimizer')} state, not {optimizer}")
             params = None
             if meta.get("include_params"):
-                params = [z[f"param/{i}"] for i in range(int(meta["num_params"]))]
-    except FileNotFoundError:
+                if int(meta["num_params"]) != len(targets):
+                    raise _Refused(f"has {meta['num_params']} parameters, the optimizer has {len(targets)}")
+                params = [_array(z, f"param/{i}.npy", p.shape, p.dtype, f"param {i}") for i, p in enumerate(targets)]
+            state = {}
+            for index, entry in dict(meta["state"]).items():
+                i = int(index)
+                if not 0 <= i < len(targets) or str(i) != index:
+                    raise _Refused(f"state for parameter {index!r}, which the optimizer does not have")
+                st: Dict[str, Any] = dict(entry["scalars"] if "scalars" in entry else {"step": entry["step"]})
+                for k in entry["keys"]:
+                    if k not in spec.slots:
+                        raise _Refused(f"state[{i}][{k!r}]: not a state buffer of {optimizer}")
+                    st[k] = _array(z, f"state/{i}/{k}.npy", targets[i].shape, targets[i].dtype, f"state[{i}][{k!r}]")
+                state[i] = st
+            groups = meta["param_groups"]
+            for g in groups:  # built-in lr schedules are stored as their to_dict()
+                if isinstance(g.get("lr"), dict):
+                    g["lr"] = schedules.from_dict(g["lr"])
+            return Saved({"state": state, "param_groups": groups, "adaptopt": meta.get("adaptopt", {})}, params)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
-    except (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile,
-            json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"checkpoint {path!r} is truncated, corrupt or not an adaptopt "
-                         f"checkpoint: {e}") from None
-
-    if meta["optimizer"] != optimizer:
-        raise ValueError(f"checkpoint {path!r} holds {meta['optimizer']} state, not {optimizer}")
-    if params is not None:
-        if len(params) != len(targets):
-            raise ValueError(f"checkpoint {path!r} has {len(params)} parameters, the optimizer has {len(targets)}")
-        for i, (src, dst) in enumerate(zip(params, targets)):
-            if src.dtype != dst.dtype or src.shape != dst.shape:
-                raise ValueError(f"checkpoint {path!r}: param {i} is {src.dtype}{src.shape}, the optimizer's "
-                                 f"is {dst.dtype}{dst.shape}")
-    groups = meta["param_groups"]
-    for g in groups:  # built-in lr schedules are stored as their to_dict()
-        if isinstance(g.get("lr"), dict):
-            g["lr"] = schedules.from_dict(g["lr"])
-    return Saved({"state": state, "param_groups": groups, "adaptopt": meta.get("adaptopt", {})}, params)
+    except _Refused as e:
+        raise ValueError(f"checkpoint {path!r} {e}" if str(e).startswith(("holds", "has")) else
+                         f"checkpoint {path!r}: {e}") from None
+    except Exception as e:  # every way a file can be corrupt or crafted: one documented error
+        raise ValueError(f"checkpoint {path!r} is truncated, corrupt, crafted or not for this optimizer: "
+                         f"{type(e).__name__}: {e}") from None

@@ -71,8 +71,9 @@ class Optimizer:
         self.skip_nonfinite = skip_nonfinite
         self.sparse_mode = sparse_mode
         self.last_grad_norm: Optional[float] = None
-        self.skipped_steps = 0
-        self._step_count = 0  # applied steps: what lr schedules are evaluated at
+        # [applied steps (what lr schedules are evaluated at), skipped steps]: advanced by the
+        # native step itself, atomically with the update.
+        self._counts = np.zeros(2, dtype=np.int64)
         self._nparams = 0
         self._lock = threading.Lock()  # steps, loads and saves of one optimizer serialize
         self.param_groups: List[Dict[str, Any]] = []
@@ -87,7 +88,7 @@ class Optimizer:
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         for g in groups:
-            self.add_param_group(g)
+            self._add_param_group(g)
 
     # -- groups ------------------------------------------------------------------------------
     def _prepare(self, group: Dict[str, Any]) -> Dict[str, Any]:
@@ -101,7 +102,21 @@ class Optimizer:
                 group[name] = tuple(group[name])
         return group
 
+    @property
+    def _step_count(self) -> int:
+        return int(self._counts[0])
+
+    @property
+    def skipped_steps(self) -> int:
+        """Steps skipped by ``skip_nonfinite``."""
+        return int(self._counts[1])
+
     def add_param_group(self, param_group: Dict[str, Any]) -> None:
+        """Adds a group of parameters (a dict with ``params`` and optional hyperparameters)."""
+        with self._lock:
+            self._add_param_group(param_group)
+
+    def _add_param_group(self, param_group: Dict[str, Any]) -> None:
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group: expected a dict, got {type(param_group).__name__}")
         group = dict(param_group)
@@ -118,15 +133,25 @@ class Optimizer:
         b = GroupBinding(self._spec, params, params, self._nparams)
         b.built = self._spec.build(self._resolved(group))
         b.init_eager()
-        b.native = b.bind()
-        overlap = _core.find_overlap(self._all_params() + params)
-        if overlap is not None:
-            i, j = overlap
-            raise ValueError(f"params[{i}] and params[{j}] overlap in memory "
-                             "(each parameter must be a separate array, listed once)")
+        b.native = b.bind()  # checks each array, naming it
+        self._check_disjoint(params)
         self.param_groups.append(group)
         self._bindings.append(b)
         self._nparams += len(params)
+
+    def _check_disjoint(self, params: List[np.ndarray]) -> None:
+        """New params must not share memory with each other, with the optimizer's params or with
+        any state buffer it holds (a step would write the same memory twice)."""
+        written = [(p, f"params[{i}]") for i, p in enumerate(self._all_params())]
+        for b in self._bindings:
+            written += [(x, f"state[{b.first + j}][{name!r}]") for j, bufs in enumerate(b.bufs)
+                        for name, x in zip(self._spec.slots, bufs) if x is not None]
+        written += [(p, f"params[{self._nparams + i}]") for i, p in enumerate(params)]
+        overlap = _core.find_overlap([a for a, _ in written])
+        if overlap is not None:
+            i, j = overlap
+            raise ValueError(f"{written[i][1]} and {written[j][1]} overlap in memory "
+                             "(each parameter must be a separate array, listed once, and not a state buffer)")
 
     def _all_params(self) -> List[np.ndarray]:
         return [p for b in self._bindings for p in b.params]
@@ -202,30 +227,24 @@ class Optimizer:
                                  f"got {len(grads)}")
             if self._sparse_mode == "dense":
                 grads = densify(grads, self._all_params())
-            natives, hypers, pending = [], [], []
+            natives, hypers, on_apply = [], [], []
             for gi, (group, b) in enumerate(zip(self.param_groups, self._bindings)):
                 b.check_params(gi, group)
                 built = b.hyper(gi, group, self._resolved)
                 native = b.native
                 if not b.complete:
                     new = b.missing_state(grads[b.first:b.first + len(b.params)])
-                    if new is not None:
-                        native = new[1]
-                        pending.append((b, *new))
+                    if new is not None:  # kept, by the native step, only if the step applies
+                        bufs, native = new
+                        on_apply += [(b, "bufs", bufs), (b, "native", native)]
                 natives.append(native)
                 hypers.append(built.hyper)
             clip = self._max_grad_norm
-            norm, status, stats = _core.multi_step(natives, hypers, grads, -1.0 if clip is None else clip,
-                                                   self._skip_nonfinite, False, self._track_stats)
+            norm, _, stats = _core.multi_step(natives, hypers, grads, -1.0 if clip is None else clip,
+                                              self._skip_nonfinite, False, self._track_stats, self._counts,
+                                              on_apply)
             self.last_grad_norm = norm
             self.last_stats = None if stats is None else [_stats_dict(s) for s in stats]
-            if status == _core.StepStatus.skipped:
-                self.skipped_steps += 1
-                return
-            if status == _core.StepStatus.applied:  # a step with every gradient None changes nothing
-                self._step_count += 1
-            for b, bufs, native in pending:  # new state is kept only once the step succeeded
-                b.commit(bufs, native)
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -243,6 +262,17 @@ class Optimizer:
         return {"state": export_state(self._bindings), "param_groups": export_groups(self.param_groups),
                 "adaptopt": {"step_count": self._step_count, "skipped_steps": self.skipped_steps}}
 
+    def _planned_load(self, state_dict: Dict[str, Any]) -> List[tuple]:
+        """The operations that load ``state_dict`` (validated completely first): for
+        _core.commit, which applies them all at once."""
+        groups, bindings, counts = plan_load(self._spec, state_dict, self.param_groups, self._bindings,
+                                             self._prepare, self._resolved_at(state_dict))
+        for group, b in zip(self.param_groups, bindings):  # keep the caller's group dicts
+            b.param_list = group["params"]
+        ops: List[tuple] = [("replace", group, g) for group, g in zip(self.param_groups, groups)]
+        return ops + [("setattr", self, "_bindings", bindings),
+                      ("setattr", self, "_counts", np.array(counts, dtype=np.int64))]
+
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Validates everything first (on any mismatch: an error and nothing changed), then
         restores copies of the state arrays."""
@@ -250,14 +280,7 @@ class Optimizer:
             self._load_state_dict(state_dict)
 
     def _load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        groups, bindings, (steps, skipped) = plan_load(self._spec, state_dict, self.param_groups, self._bindings,
-                                                       self._prepare, self._resolved_at(state_dict))
-        self._step_count, self.skipped_steps = steps, skipped
-        for group, g, b in zip(self.param_groups, groups, bindings):  # keep the caller's group dicts
-            group.clear()
-            group.update(g)
-            b.param_list = group["params"]
-        self._bindings = bindings
+        _core.commit(self._planned_load(state_dict))
 
     def _resolved_at(self, state_dict: Dict[str, Any]) -> Callable[[Dict[str, Any]], Dict[str, Any]]:
         """Resolves schedules at the step count the state dict carries (validated by plan_load)."""
@@ -281,9 +304,13 @@ class Optimizer:
     def load(self, path: Any) -> None:
         """Restores a checkpoint written by :meth:`save`; on any error nothing changes."""
         with self._lock:
-            saved = checkpoint.read(path, type(self).__name__, self._all_params())
-            self._load_state_dict(saved.state_dict)
-            saved.copy_params(self._all_params())
+            saved = checkpoint.read(path, type(self).__name__, self._all_params(), self._spec)
+            try:
+                ops = self._planned_load(saved.state_dict)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"checkpoint {str(path)!r}: {e}") from None
+            # The state and the parameters change together, or not at all.
+            _core.commit(ops + [("copyto", dst, src) for dst, src in zip(self._all_params(), saved.params or ())])
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]

@@ -84,7 +84,10 @@ class exponential_decay(Schedule):
         super().__init__(lr=_positive("lr", lr, allow_zero=True), gamma=_positive("gamma", gamma, allow_zero=True))
 
     def __call__(self, step: int) -> float:
-        return self.params["lr"] * self.params["gamma"] ** step
+        try:
+            return self.params["lr"] * self.params["gamma"] ** step
+        except OverflowError:
+            raise ValueError(f"{self!r}: lr * gamma**{step} is too large for a float") from None
 
 
 class cosine(Schedule):
@@ -141,6 +144,22 @@ class chain(Schedule):
 
 
 _KINDS = {c.kind: c for c in (constant, step_decay, exponential_decay, cosine)}
+
+
+def to_saved(s: Schedule) -> Dict[str, Any]:
+    """``s.to_dict()`` for a checkpoint; only built-in schedules (exactly those classes, and
+    chains of them) can be saved: a subclass would reload as its base class, and a schedule of
+    your own could not be rebuilt at all. TypeError otherwise."""
+    if type(s) is chain:
+        for sub in s.params["schedules"]:
+            if not isinstance(sub, Schedule):
+                raise TypeError(f"chain: only built-in schedules can be saved in a checkpoint, got {sub!r}")
+            to_saved(sub)
+    elif type(s) not in _KINDS.values():
+        raise TypeError(f"lr schedule {s!r} of class {type(s).__name__} cannot be saved in a checkpoint: only "
+                        f"the built-in schedules ({', '.join(sorted([*_KINDS, 'chain']))}) can be rebuilt "
+                        "when it is loaded; save with a built-in schedule or a number as lr")
+    return s.to_dict()
 
 
 def from_dict(d: Dict[str, Any]) -> Schedule:

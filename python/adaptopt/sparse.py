@@ -22,6 +22,8 @@ class SparseRows(tuple):
 
     def __new__(cls, indices, values):
         idx = np.asarray(indices)
+        if idx.size == 0 and idx.dtype.kind == "f":  # [] becomes float64
+            idx = idx.astype(np.int64)
         if idx.dtype.kind not in "iu":
             raise TypeError(f"SparseRows: indices must be integers, got dtype {idx.dtype}")
         if idx.ndim != 1:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import importlib.util
 import re
 import sys
 from collections.abc import Sequence
@@ -168,6 +169,10 @@ MODES: dict[str, Callable[[list[str]], int]] = {"sweep": _sweep}
 def main(argv: Sequence[str] | None = None) -> int:
     """``adaptopt-bench [MODE] [options]``: runs MODE (default: the sweep) on the options."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if importlib.util.find_spec("psutil") is None and not any(a in ("-h", "--help") for a in args):
+        print("adaptopt-bench needs psutil (memory and machine-load readings): install the bench extra, "
+              "pip install 'adaptopt[bench]'", file=sys.stderr)
+        return 2
     if args and args[0] in MODES:
         return MODES[args[0]](args[1:])
     return MODES["sweep"](args)
