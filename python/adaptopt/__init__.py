@@ -1,6 +1,6 @@
-"""adaptopt: fused SIMD CPU kernels for the adaptive-learning-rate optimizers (RMSProp, AdaGrad,
-Adadelta, Adam/AdamW, NAdam, RAdam, Adamax) and SGD, applied in place to NumPy arrays, behind a
-torch.optim-like API."""
+"""adaptopt: fused SIMD CPU kernels for the adaptive-learning-rate optimizers and SGD, applied in
+place to NumPy arrays, behind a torch.optim-like API. The optimizer classes are listed in
+``adaptopt.optim.__all__``; each is a rule of the registry in ``adaptopt._rules``."""
 
 from . import _core
 from . import functional, schedules

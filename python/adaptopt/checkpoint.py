@@ -26,7 +26,7 @@ import numpy as np
 from . import schedules
 
 FORMAT = "adaptopt-checkpoint"
-VERSION = 2  # 2: per-parameter scalars (step, NAdam's mu_product) under "scalars"
+VERSION = 2  # 2: every per-parameter scalar (the step and any rule state) under "scalars"
 PathLike = Union[str, "os.PathLike[str]"]
 
 

@@ -1,12 +1,12 @@
 """In-place functional updates for users who keep their own state arrays.
 
-One function per rule (``rmsprop_``, ``adagrad_``, ``adadelta_``, ``adam_``, ``sgd_``,
-``nadam_``, ``radam_``, ``adamax_``), generated from the rule specs: each updates ``params`` and
+One function per rule, named after it (``adam_``, ``rmsprop_``, ...: ``__all__`` lists them),
+generated from the rule specs: each updates ``params`` and
 the state lists in place, in one native call over all tensors, with the same kernels and checks
 as the optimizer classes. The state lists come in slot order, named after torch's state keys
 (``exp_avgs``, ``exp_avg_sqs``, ...); a list the options do not need may be None. Rules with a
 per-parameter scalar state take it as a float64 array of one value per parameter, updated in
-place (NAdam's ``mu_products``, starting at 1). Hyperparameters are keyword-only, with the
+place (named like the state key with an ``s``, starting at the rule's initial value). Hyperparameters are keyword-only, with the
 classes' names and defaults; a pair such as ``betas`` is given as ``beta1`` and ``beta2``.
 ``step`` is the 1-based number of this update; it is required where the update depends on it.
 """

@@ -48,7 +48,7 @@ struct Common {
 
 constexpr int kMaxSlots = 3;       // state buffers per parameter
 constexpr int kMaxParams = 6;      // named hyperparameters of one rule (besides Common)
-constexpr int kMaxRuleState = 1;   // per-parameter scalar state (NAdam's mu_product)
+constexpr int kMaxRuleState = 1;   // per-parameter scalar state (a running product, say)
 constexpr int kScalarBytes = 64;   // a rule's per-step scalars (Rule::Scalars)
 
 // A named hyperparameter: its name as Python spells it and where it lives in Rule::Params.
