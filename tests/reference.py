@@ -45,8 +45,9 @@ def _slot(state, key, p, initial=0.0):
 def _prepare_grad(p, g, *, maximize, weight_decay, decoupled, lr, torch_decoupled=False):
     """maximize negates first. L2 weight decay (torch) adds wd * p to the gradient; decoupled
     weight decay changes p before the update: torch's ``p *= 1 - lr * wd`` for the rules torch
-    has it for (``torch_decoupled``), otherwise Keras 3's ``p = p - p * wd * lr``. Nothing
-    happens when wd == 0 (an Inf param must not become NaN through 0 * Inf)."""
+    has it for (``torch_decoupled``), otherwise Keras 3's ``p = p - p * wd * lr`` (equal up to
+    rounding for a finite p; an infinite one would become NaN here). Nothing happens when
+    wd == 0 (an Inf param must not become NaN through 0 * Inf)."""
     g = -g if maximize else g.copy()
     if weight_decay != 0:
         if not decoupled:
