@@ -13,14 +13,7 @@ import time
 import adaptopt
 import numpy as np
 import pytest
-
-CONFIGS = {
-    "RMSprop": dict(momentum=0.9, centered=True),
-    "Adagrad": dict(lr_decay=0.01),
-    "Adadelta": dict(weight_decay=0.01),
-    "Adam": dict(amsgrad=True, weight_decay=0.01),
-    "AdamW": dict(),
-}
+from support.configs import CHECKPOINT as CONFIGS
 
 # A training "script" that runs steps [start, stop) from an optional checkpoint and saves one.
 # Gradients depend only on the step index, so every process sees the same sequence.
@@ -139,7 +132,7 @@ def test_checkpoint_of_another_optimizer_is_refused(tmp_path):
 
 
 def test_checkpoint_with_other_shapes_is_refused(tmp_path):
-    params, opt = _opt()
+    _, opt = _opt()
     opt.save(tmp_path / "c.npz")
     other = adaptopt.Adam([np.zeros(99, np.float32), np.zeros((3, 4))], amsgrad=True)
     with pytest.raises(ValueError, match="param 0"):

@@ -1,7 +1,7 @@
 """Concurrency: Python threads, shared optimizers, the GIL, and fork().
 
-- Eight Python threads stepping their own optimizers at once give bit-identical results to
-  the same work done serially (the kernels run without the GIL, each call with its own
+- One Python thread per job (every rule, and a few more configurations) stepping its own
+  optimizer at the same time gives bit-identical results to the same work done serially (the kernels run without the GIL, each call with its own
   OpenMP team).
 - Two threads stepping one optimizer serialize: the result is exactly 2N sequential steps.
 - A forked child (os.fork and multiprocessing's "fork" start method) can step after the
@@ -25,30 +25,25 @@ import time
 import adaptopt
 import numpy as np
 import pytest
-from _util import (
-    OPTIMIZERS,
-    RICH,
-    assert_bitwise_equal,
-    assert_close,
-    optimizer_class,
-    place,
-)
 from reference import RefOptimizer
+from support.arrays import place
+from support.compare import assert_bitwise_equal, assert_close
+from support.configs import RICH
+from support.rules import NAMES, optimizer_class
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 STEPS = 4
 
-# name, hyperparameters, dtype, size, seed. Threads 0-3 share their gradient arrays.
-JOBS = [
-    ("RMSprop", RICH["RMSprop"], np.float32, 400_000, 0),
-    ("Adam", RICH["Adam"], np.float32, 400_000, 1),
-    ("Adagrad", RICH["Adagrad"], np.float32, 400_000, 2),
-    ("AdamW", RICH["AdamW"], np.float32, 400_000, 3),
-    ("Adadelta", RICH["Adadelta"], np.float64, 250_001, 4),
-    ("RMSprop", dict(centered=True, eps_in_sqrt=True), np.float64, 1_000_003, 5),
-    ("Adam", dict(weight_decay=0.1, decoupled_weight_decay=True), np.float32, 777_777, 6),
-    ("Adagrad", dict(lr_decay=0.01), np.float64, 123_457, 7),
+# name, hyperparameters, dtype, size, seed: every rule with its RICH configuration, then a few
+# others. The jobs of the first SHARED rules (same shapes and dtype) share their gradient arrays.
+_LATER = {"Adadelta": (np.float64, 250_001)}  # not sharing: its own dtype and size
+JOBS = [(n, RICH[n], *_LATER.get(n, (np.float32, 400_000)), k) for k, n in enumerate(NAMES)] + [
+    ("RMSprop", dict(centered=True, eps_in_sqrt=True), np.float64, 1_000_003, 100),
+    ("Adam", dict(weight_decay=0.1, decoupled_weight_decay=True), np.float32, 777_777, 101),
+    ("Adagrad", dict(lr_decay=0.01), np.float64, 123_457, 102),
+    ("SGD", dict(momentum=0.9, dampening=0.2), np.float64, 300_001, 103),
 ]
+SHARED = [k for k, job in enumerate(JOBS) if job[2:4] == (np.float32, 400_000)]
 
 
 def _initial(job):
@@ -63,11 +58,11 @@ def _initial(job):
 
 @pytest.fixture(scope="module")
 def shared_grads():
-    """STEPS gradient lists per job; jobs 0-3 (same shapes and dtype) use the same arrays."""
+    """STEPS gradient lists per job; the SHARED jobs (same shapes and dtype) use the same arrays."""
     out = []
     for k, job in enumerate(JOBS):
-        if 0 < k < 4:
-            out.append(out[0])
+        if k in SHARED[1:]:
+            out.append(out[SHARED[0]])
             continue
         rng = np.random.default_rng(100 + k)
         params = _initial(job)
@@ -115,7 +110,7 @@ def _in_threads(fn, n):
 
 
 @pytest.mark.parametrize("omp_threads", [1, 2])
-def test_eight_threads_with_their_own_optimizers_match_serial(omp_threads, shared_grads, isa):
+def test_many_threads_with_their_own_optimizers_match_serial(omp_threads, shared_grads, isa):
     adaptopt.set_num_threads(omp_threads)
     serial = [_run_job(job, grads) for job, grads in zip(JOBS, shared_grads)]
     barrier = threading.Barrier(len(JOBS))
@@ -180,7 +175,7 @@ def test_gil_is_released_while_the_kernel_runs():
 # ---------------------------------------------------------------- one optimizer, two threads
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("name", NAMES)
 def test_two_threads_stepping_one_optimizer_serialize(name, isa):
     """Every step is applied whole: N steps from each of two threads (same gradient arrays)
     leave exactly the state of 2N sequential steps, bit for bit."""
@@ -235,7 +230,7 @@ def test_global_settings_changed_while_other_threads_step():
             time.sleep(0.0005)
 
     problems = []
-    for i, name in enumerate(OPTIMIZERS):
+    for i, name in enumerate(NAMES):
         params = [rng.standard_normal(200_003), rng.standard_normal(1_001).astype(np.float32)]
         grads = [[rng.standard_normal(p.shape).astype(p.dtype) for p in params] for _ in range(10)]
         problems.append((name, params, grads))

@@ -1,5 +1,5 @@
-"""Trainer features: SGD, fused gradient clipping, the non-finite guard, sparse rows and lr
-schedules, each against a float64 reference, under every ISA."""
+"""Trainer features: fused gradient clipping, the non-finite guard, sparse rows, lr schedules and
+statistics, for every rule against a float64 reference, under every ISA; SGD's own checks."""
 
 from __future__ import annotations
 
@@ -9,35 +9,20 @@ import math
 import adaptopt
 import numpy as np
 import pytest
-from _util import (
-    DTYPES,
-    OPTIMIZERS,
-    Pair,
-    assert_bitwise_equal,
-    assert_close,
-    by_dtype,
-    optimizer_class,
-    random_arrays,
-    random_grads,
-    snapshot,
-    assert_unchanged,
-)
-from reference import STEP_FUNCTIONS, RefOptimizer, clip_scale, defaults_of
+from reference import STEP_FUNCTIONS, RefOptimizer, clip_scale, defaults_of, initial_state
+from support.arrays import DTYPES, random_arrays, random_grads
+from support.compare import assert_bitwise_equal, assert_close, assert_unchanged, snapshot
+from support.configs import OPTIONS, SPARSE, STATS
+from support.pair import Pair
+from support.rules import NAMES, by_dtype, config_id, has_key, optimizer_class
 
-ALL = OPTIMIZERS + ("SGD",)
+ALL = NAMES
 SHAPES = [(37,), (5, 9), (1000,), (3,)]
 
 # ------------------------------------------------------------------------------------------- SGD
 
-SGD_CONFIGS = [
-    dict(),
-    dict(momentum=0.9),
-    dict(momentum=0.9, dampening=0.3),
-    dict(momentum=0.9, nesterov=True),
-    dict(momentum=0.9, nesterov=True, weight_decay=0.1, maximize=True),
-    dict(weight_decay=0.1),
-    dict(lr=0.05, momentum=0.5, dampening=1.0, maximize=True),
-]
+# test_optimizers runs these on aligned arrays of every tail size; here misaligned.
+SGD_CONFIGS = OPTIONS["SGD"]
 
 
 @pytest.mark.parametrize("hyper", SGD_CONFIGS, ids=lambda h: ",".join(f"{k}={v}" for k, v in h.items()) or "default")
@@ -131,9 +116,9 @@ def test_clipping_options_are_validated():
 def test_nonfinite_step_is_skipped_whole(isa, name, bad):
     rng = np.random.default_rng(4)
     params = random_arrays(rng, SHAPES, np.float32)
-    guarded = optimizer_class(name)([p.copy() for p in params], skip_nonfinite=True, momentum=0.9) \
-        if name in ("RMSprop", "SGD") else optimizer_class(name)([p.copy() for p in params], skip_nonfinite=True)
-    plain = optimizer_class(name)([p.copy() for p in params], **({"momentum": 0.9} if name in ("RMSprop", "SGD") else {}))
+    hyper = {"momentum": 0.9} if has_key(name, "momentum") else {}
+    guarded = optimizer_class(name)([p.copy() for p in params], skip_nonfinite=True, **hyper)
+    plain = optimizer_class(name)([p.copy() for p in params], **hyper)
     gp, pp = guarded.param_groups[0]["params"], plain.param_groups[0]["params"]
     for step in range(6):
         grads = random_grads(rng, params)
@@ -165,24 +150,26 @@ def _coalesce(indices, values):
 
 
 def _lazy_reference(name, table, state, step, indices, values, hyper):
-    """Applies the dense rule to the listed rows only, with the parameter's step count."""
+    """Applies the dense rule to the listed rows only, with the parameter's step count; a
+    per-parameter scalar (NAdam's mu_product) advances once per step, as for a dense step."""
     fn = STEP_FUNCTIONS[name]
+    scalars = {k: v for k, v in state.items() if not isinstance(v, np.ndarray)}
     for r, v in zip(*_coalesce(indices, values)):
-        row = {k: (a[r] if isinstance(a, np.ndarray) else a) for k, a in state.items()}
-        row["step"] = step
+        row = {k: a[r] for k, a in state.items() if isinstance(a, np.ndarray)}
+        row.update(scalars, step=step)
         fn(table[r], v, row, **hyper)
+        updated = {k: row[k] for k in scalars}
+    state.update(updated)
 
 
 def _initial_state(name, shape, hyper):
-    probe = {}
-    STEP_FUNCTIONS[name](np.zeros(shape), np.zeros(shape), probe, **hyper)
-    return {k: (np.full(shape, hyper.get("initial_accumulator_value", 0.0)) if k == "sum" else np.zeros(shape))
-            for k, v in probe.items() if isinstance(v, np.ndarray)}
+    """The reference's fresh state of a parameter of this shape (buffers and scalars)."""
+    state = initial_state(name, np.zeros(shape), **hyper)
+    del state["step"]
+    return state
 
 
-SPARSE_HYPER = {"RMSprop": dict(momentum=0.9, centered=True), "Adagrad": dict(initial_accumulator_value=0.1),
-                "Adadelta": dict(), "Adam": dict(amsgrad=True, weight_decay=0.1), "AdamW": dict(),
-                "SGD": dict(momentum=0.9, lr=0.1)}
+SPARSE_HYPER = SPARSE
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -204,6 +191,7 @@ def test_sparse_rows_lazy_match_row_reference(isa, name, dtype):
         _lazy_reference(name, ref_table, ref_state, step, indices, values.astype(np.float64), hyper)
     assert_close(table, ref_table)
     state = opt.state[0]
+    assert set(state) == {"step", *ref_state}
     for k, v in ref_state.items():
         assert_close(state[k], v, err_msg=k)
 
@@ -369,13 +357,16 @@ def test_functional_defaults_unchanged_by_features(dtype):
 
 
 def _effective_lr(name, hyper, state, before, t):
-    """The factor of g in the reference's update, from its state after the step."""
+    """The factor of g in the reference's update (for NAdam, of g and exp_avg together), from its
+    state after the step."""
     h = {**defaults_of(name), **hyper}
     lr = h["lr"]
     if name == "RMSprop":
         v, eps = state["square_avg"], h["eps"]
+        bc = 1 - h["alpha"] ** t if h["bias_correction"] else 1.0
+        v = v / bc
         if h["centered"]:
-            v = v - state["grad_avg"] ** 2
+            v = v - (state["grad_avg"] / bc) ** 2
         return lr / (np.sqrt(v + eps) if h["eps_in_sqrt"] else np.sqrt(v) + eps)
     if name == "Adagrad":
         clr = lr / (1 + (t - 1) * h["lr_decay"])
@@ -383,19 +374,34 @@ def _effective_lr(name, hyper, state, before, t):
     if name == "Adadelta":
         eps = h["eps"]
         return lr * np.sqrt(before.get("acc_delta", 0.0) + eps) / np.sqrt(state["square_avg"] + eps)
-    if name in ("Adam", "AdamW"):
+    if name in ("Adam", "AdamW", "NAdam"):
         b1, b2 = h["betas"]
-        vv = state["max_exp_avg_sq"] if h["amsgrad"] else state["exp_avg_sq"]
-        return (lr / (1 - b1 ** t)) / (np.sqrt(vv) / np.sqrt(1 - b2 ** t) + h["eps"])
+        vv = state["max_exp_avg_sq"] if h.get("amsgrad") else state["exp_avg_sq"]
+        denom = np.sqrt(vv / (1 - b2 ** t) + h["eps_root"]) + h["eps"]
+        if name != "NAdam":
+            return (lr / (1 - b1 ** t)) / denom
+        mu = [b1 * (1 - 0.5 * 0.96 ** (k * h["momentum_decay"])) for k in (t, t + 1)]
+        prod = state["mu_product"]
+        return (lr * (1 - mu[0]) / (1 - prod) + lr * mu[1] / (1 - prod * mu[1])) / denom
+    if name == "RAdam":
+        b1, b2 = h["betas"]
+        bc2 = 1 - b2 ** t
+        rho_inf = 2 / (1 - b2) - 1
+        rho_t = rho_inf - 2 * t * b2 ** t / bc2
+        if rho_t <= 5:
+            return np.float64(lr / (1 - b1 ** t))
+        rect = np.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+        adaptive = np.sqrt(bc2) / (np.sqrt(state["exp_avg_sq"] + h["eps_root"] * bc2) + h["eps"])
+        return lr / (1 - b1 ** t) * adaptive * rect
+    if name == "Adamax":
+        return (lr / (1 - h["betas"][0] ** t)) / state["exp_inf"]
     return np.float64(lr)  # SGD
 
 
-STATS_CONFIGS = [("RMSprop", {}), ("RMSprop", dict(centered=True, momentum=0.9)),
-                 ("RMSprop", dict(eps_in_sqrt=True)), ("Adagrad", dict(lr_decay=0.1)), ("Adadelta", {}),
-                 ("Adam", dict(amsgrad=True)), ("AdamW", {}), ("SGD", dict(momentum=0.9))]
+STATS_CONFIGS = [(name, hyper) for name in NAMES for hyper in STATS[name]]
 
 
-@pytest.mark.parametrize("name, hyper", STATS_CONFIGS, ids=[f"{n}-{h}" for n, h in STATS_CONFIGS])
+@pytest.mark.parametrize("name, hyper", STATS_CONFIGS, ids=[config_id(n, h) for n, h in STATS_CONFIGS])
 @by_dtype
 def test_stats_match_reference(isa, name, hyper, dtype):
     rng = np.random.default_rng(10)
@@ -403,7 +409,7 @@ def test_stats_match_reference(isa, name, hyper, dtype):
     p = rng.standard_normal(n).astype(dtype)
     ref = RefOptimizer(name, [p.copy()], **hyper)
     opt = optimizer_class(name)([p], track_stats=True, **hyper)
-    for t in range(1, 6):
+    for t in range(1, 9):  # RAdam rectifies from t = 6
         g = rng.standard_normal(n).astype(dtype)
         old = ref.params[0].copy()
         before = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in ref.state[0].items()}

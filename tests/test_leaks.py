@@ -13,7 +13,8 @@ import adaptopt
 import adaptopt.functional as F
 import numpy as np
 import pytest
-from _util import OPTIMIZERS, RICH, optimizer_class
+from support.configs import RICH
+from support.rules import NAMES, optimizer_class
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MiB = 1 << 20
@@ -67,7 +68,7 @@ rss = pytest.mark.skipif(
 
 
 @rss
-@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("name", NAMES)
 def test_rss_flat_over_100k_steps(name):
     params, grads, opt = small_problem(name)
     growth = _measure_rss_growth(lambda: opt.step(grads), warmup=5_000, reps=100_000)
@@ -119,7 +120,8 @@ def _refcounts(arrays):
 
 def _state_arrays(opt):
     return [
-        v for entry in opt.state_dict()["state"].values() for k, v in entry.items() if k != "step"
+        v for entry in opt.state_dict()["state"].values() for v in entry.values()
+        if isinstance(v, np.ndarray)
     ]
 
 
@@ -138,7 +140,7 @@ def _bad_step_cases(params, grads, opt):
     ]
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("name", NAMES)
 def test_refcounts_unchanged_by_steps_and_errors(name):
     params, grads, opt = small_problem(name)
     opt.step(grads)  # creates the state
@@ -205,7 +207,7 @@ def test_refcounts_unchanged_by_functional_calls_and_failures():
     assert _refcounts(watched) == before
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("name", NAMES)
 def test_gc_object_count_flat_over_10k_steps(name):
     _, grads, opt = small_problem(name)
     for _ in range(100):
@@ -244,7 +246,7 @@ def test_gc_object_count_flat_over_10k_failing_steps():
 # ---------------------------------------------------------------- lifetimes
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("after", ["steps", "failed_step", "state_dict_round_trip"])
 def test_deleted_optimizer_releases_its_arrays(name, after):
     params, grads, opt = small_problem(name)

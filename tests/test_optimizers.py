@@ -1,60 +1,16 @@
 """Numerics: every optimizer and option against the float64 NumPy reference, under every ISA."""
 
-import itertools
-
 import numpy as np
 import pytest
-from _util import (
-    EDGE_SIZES,
-    RICH,
-    Pair,
-    by_dtype,
-    by_name,
-    config_id,
-    random_arrays,
-    random_grads,
-)
 from reference import STEP_FUNCTIONS, RefOptimizer
+from support.arrays import EDGE_SIZES, random_arrays, random_grads
+from support.configs import GROUPS, OPTIONS, RICH
+from support.pair import Pair
+from support.rules import NAMES, by_dtype, by_name, config_id, decoupled, has_key
 
 STEPS = 60
 
-
-def _rmsprop_configs():
-    core = [
-        dict(momentum=m, centered=c, nesterov=n, eps_in_sqrt=e)
-        for m, c, n, e in itertools.product((0.0, 0.9), (False, True), (False, True), (False, True))
-        if m > 0 or not n
-    ]
-    # Every core combination with weight decay and maximize both off and both on ...
-    configs = [
-        {**c, **extra} for c in core for extra in ({}, dict(weight_decay=0.1, maximize=True))
-    ]
-    # ... and each of them alone, on the plainest and the richest core combination.
-    for c in (core[0], core[-1]):
-        configs += [{**c, "weight_decay": 0.1}, {**c, "maximize": True}]
-    return configs
-
-
-CONFIGS = (
-    [("RMSprop", c) for c in _rmsprop_configs()]
-    + [
-        ("Adagrad", dict(lr_decay=d, weight_decay=w, initial_accumulator_value=a, maximize=m))
-        for d, w, a, m in itertools.product((0.0, 0.01), (0.0, 0.1), (0.0, 0.1), (False, True))
-    ]
-    + [
-        ("Adadelta", dict(lr=lr, weight_decay=w, maximize=m))
-        for lr, w, m in itertools.product((1.0, 0.5), (0.0, 0.1), (False, True))
-    ]
-    + [
-        ("Adam", dict(amsgrad=a, weight_decay=w, decoupled_weight_decay=d, maximize=m))
-        for a, w, d, m in itertools.product((False, True), (0.0, 0.1), (False, True), (False, True))
-    ]
-    + [
-        ("AdamW", {}),
-        ("AdamW", dict(amsgrad=True)),
-        ("AdamW", dict(weight_decay=0.1, maximize=True)),
-    ]
-)
+CONFIGS = [(name, hyper) for name in NAMES for hyper in OPTIONS[name]]
 
 
 def run(pair, steps, seed=1, misaligned=False):
@@ -67,6 +23,30 @@ def run(pair, steps, seed=1, misaligned=False):
 # ---------------------------------------------------------------- the reference itself
 
 
+# The first update from fresh state with default hyperparameters, in closed form: the moments
+# are g and g^2 after bias correction, a sum of squares is g^2, etc.
+CLOSED_FORM = {
+    "RMSprop": lambda p0, g: p0 - 1e-2 * g / (np.sqrt(0.01) * np.abs(g) + 1e-8),  # v = (1 - alpha) g^2
+    "Adagrad": lambda p0, g: p0 - 1e-2 * g / (np.abs(g) + 1e-10),  # sum = g^2
+    # delta = sqrt(eps) / sqrt((1 - rho) g^2 + eps) g
+    "Adadelta": lambda p0, g: p0 - np.sqrt(1e-6) / np.sqrt(0.1 * g * g + 1e-6) * g,
+    "Adam": lambda p0, g: p0 - 1e-3 * g / (np.abs(g) + 1e-8),
+    # AdamW: decay first, then the Adam step
+    "AdamW": lambda p0, g: p0 * (1 - 1e-3 * 1e-2) - 1e-3 * g / (np.abs(g) + 1e-8),
+    "SGD": lambda p0, g: p0 - 1e-3 * g,
+    # mu_1 = 0.9 (1 - 0.5 * 0.96^0.004), mu_2 likewise; m = 0.1 g; denom = |g| + eps
+    "NAdam": lambda p0, g: p0 - 2e-3 * (
+        (1 - _mu(1)) / (1 - _mu(1)) + _mu(2) * 0.1 / (1 - _mu(1) * _mu(2))
+    ) * g / (np.abs(g) + 1e-8),
+    "RAdam": lambda p0, g: p0 - 1e-3 * g,  # rho_1 = 1 < 5: bias-corrected momentum only
+    "Adamax": lambda p0, g: p0 - 2e-3 * g / (np.abs(g) + 1e-8),  # exp_inf = |g| + eps
+}
+
+
+def _mu(t):
+    return 0.9 * (1 - 0.5 * 0.96 ** (t * 4e-3))
+
+
 @by_name
 def test_reference_first_step_closed_form(name):
     """Sanity check of reference.py: the first update has a simple closed form."""
@@ -74,17 +54,7 @@ def test_reference_first_step_closed_form(name):
     p0, g = rng.standard_normal(50), rng.standard_normal(50)
     p = p0.copy()
     STEP_FUNCTIONS[name](p, g, {})
-    if name == "RMSprop":  # v = (1 - alpha) g^2
-        expected = p0 - 1e-2 * g / (np.sqrt(0.01) * np.abs(g) + 1e-8)
-    elif name == "Adagrad":  # sum = g^2
-        expected = p0 - 1e-2 * g / (np.abs(g) + 1e-10)
-    elif name == "Adadelta":  # delta = sqrt(eps) / sqrt((1 - rho) g^2 + eps) g
-        expected = p0 - np.sqrt(1e-6) / np.sqrt(0.1 * g * g + 1e-6) * g
-    elif name == "Adam":  # bias-corrected moments are g and g^2
-        expected = p0 - 1e-3 * g / (np.abs(g) + 1e-8)
-    else:  # AdamW: decay first, then the Adam step
-        expected = p0 * (1 - 1e-3 * 1e-2) - 1e-3 * g / (np.abs(g) + 1e-8)
-    np.testing.assert_allclose(p, expected, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(p, CLOSED_FORM[name](p0, g), rtol=1e-14, atol=1e-15)
 
 
 # ---------------------------------------------------------------- options x dtypes x ISAs
@@ -147,26 +117,6 @@ def test_mixed_dtypes(name, isa):
     run(Pair(name, params, **RICH[name]), STEPS)
 
 
-GROUPS = {
-    "RMSprop": [
-        dict(lr=1e-2, momentum=0.9, centered=True),
-        dict(lr=3e-3, alpha=0.9, weight_decay=0.1, eps_in_sqrt=True),
-        dict(lr=2e-2, momentum=0.5, nesterov=True, maximize=True, eps=1e-6),
-    ],
-    "Adagrad": [
-        dict(lr=5e-2, lr_decay=0.01),
-        dict(lr=1e-2, weight_decay=0.1, eps=1e-6, maximize=True),
-    ],
-    "Adadelta": [dict(lr=1.0, rho=0.9), dict(lr=0.5, rho=0.95, eps=1e-5, weight_decay=0.1)],
-    "Adam": [
-        dict(lr=1e-3),
-        dict(lr=3e-3, betas=(0.8, 0.99), amsgrad=True, weight_decay=0.1),
-        dict(lr=1e-2, weight_decay=0.05, decoupled_weight_decay=True, maximize=True),
-    ],
-    "AdamW": [dict(lr=1e-3), dict(lr=5e-3, weight_decay=0.1, amsgrad=True, eps=1e-6)],
-}
-
-
 @by_name
 @by_dtype
 def test_param_groups(name, dtype, isa):
@@ -175,19 +125,30 @@ def test_param_groups(name, dtype, isa):
     rng = np.random.default_rng(5)
     shapes = [(7,), (3, 5), (33,)]
     groups = [{"params": random_arrays(rng, shapes, dtype), **g} for g in GROUPS[name]]
-    constructor = dict(initial_accumulator_value=0.1) if name == "Adagrad" else dict(eps=1e-7)
+    if name == "Adagrad":
+        constructor = dict(initial_accumulator_value=0.1)
+    else:
+        constructor = dict(eps=1e-7) if has_key(name, "eps") else dict(weight_decay=0.01)
     run(Pair(name, groups, **constructor), STEPS)
 
 
-@by_name
+# RICH, and RICH with decoupled weight decay (whose factor 1 - lr * wd uses the new lr) for the
+# rules where it is an option.
+LR_CHANGE = [(n, "rich") for n in NAMES] + [
+    (n, "decoupled") for n in NAMES if has_key(n, "decoupled_weight_decay")
+]
+
+
+@pytest.mark.parametrize(("name", "decay"), LR_CHANGE, ids=[f"{n}-{d}" for n, d in LR_CHANGE])
 @by_dtype
-def test_lr_change_takes_effect_next_step(name, dtype, isa):
+def test_lr_change_takes_effect_next_step(name, decay, dtype, isa):
     rng = np.random.default_rng(6)
     groups = [
         {"params": random_arrays(rng, [(19,), (4, 4)], dtype)},
         {"params": random_arrays(rng, [(8,)], dtype)},
     ]
-    pair = Pair(name, groups, **RICH[name])
+    hyper = decoupled(name, RICH[name]) if decay == "decoupled" else RICH[name]
+    pair = Pair(name, groups, **hyper)
     for _ in range(20):
         pair.random_step(rng)
     old = pair.opt.param_groups[0]["lr"]
@@ -261,3 +222,110 @@ def test_read_only_grads_are_accepted(name, isa):
             g.flags.writeable = False
         pair.step(grads)
     pair.check()
+
+
+# ---------------------------------------------------------------- options changed mid-run
+
+# (optimizer, options at construction, options set in the group after 5 steps, then 5 more
+# steps and 5 after switching back): buffers an option needs are created when it is switched
+# on (SGD's momentum buffer as a copy of that step's gradient, as torch starts a missing one;
+# the others at their starting value) and kept when it is switched off.
+SWITCHES = [
+    ("SGD", {}, dict(momentum=0.9, dampening=0.5)),
+    ("SGD", {}, dict(momentum=0.9, nesterov=True, weight_decay=0.1)),
+    ("SGD", dict(momentum=0.9), dict(momentum=0.0)),
+    ("RMSprop", {}, dict(momentum=0.9, centered=True)),
+    ("RMSprop", {}, dict(bias_correction=True, initial_scale=1.0)),
+    ("RMSprop", dict(centered=True, initial_scale=0.5), dict(bias_correction=True)),
+    ("Adam", {}, dict(amsgrad=True, eps_root=1e-3)),
+    ("AdamW", dict(amsgrad=True), dict(amsgrad=False, weight_decay=0.1)),
+    ("Adagrad", dict(initial_accumulator_value=0.1), dict(initial_accumulator_value=5.0)),
+    ("NAdam", {}, dict(decoupled_weight_decay=True, weight_decay=0.1, momentum_decay=0.02)),
+    ("RAdam", dict(weight_decay=0.1), dict(decoupled_weight_decay=True, eps_root=1e-3)),
+    ("Adamax", {}, dict(weight_decay=0.1, decoupled_weight_decay=True, maximize=True)),
+    ("Adadelta", {}, dict(weight_decay=0.1, decoupled_weight_decay=True)),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "start", "switch"), SWITCHES, ids=[config_id(n, s) for n, _, s in SWITCHES]
+)
+@by_dtype
+def test_options_switched_mid_run(name, start, switch, dtype, isa):
+    rng = np.random.default_rng(13)
+    params = random_arrays(rng, [(19,), (4, 5), (1,)], dtype)
+    pair = Pair(name, params, **start)
+    for _ in range(5):
+        pair.random_step(rng)
+    before = {k: pair.opt.param_groups[0][k] for k in switch}
+    for k, v in switch.items():
+        pair.set_hyper(0, k, v)
+    for _ in range(5):
+        pair.random_step(rng)
+    pair.check()
+    for k, v in before.items():
+        pair.set_hyper(0, k, v)
+    for _ in range(5):
+        pair.random_step(rng)
+    pair.check()
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+@by_dtype
+def test_sgd_momentum_switched_on_later_starts_as_a_copy_of_the_gradient(weight_decay, dtype, isa):
+    """torch.optim.SGD starts a missing momentum buffer as a clone of the (weight-decayed)
+    gradient, with no dampening: also when momentum is switched on after the first step."""
+    rng = np.random.default_rng(14)
+    params = random_arrays(rng, [(37,), (3, 4)], dtype)
+    pair = Pair("SGD", params, lr=0.05, weight_decay=weight_decay)
+    pair.random_step(rng)
+    assert set(pair.opt.state[0]) == {"step"}  # no buffer without momentum, like torch
+    pair.set_hyper(0, "momentum", 0.9)
+    pair.set_hyper(0, "dampening", 0.5)
+    before = [p.copy() for p in params]
+    grads = pair.random_step(rng)
+    for i, (p0, g) in enumerate(zip(before, grads)):
+        buf = pair.opt.state[i]["momentum_buffer"]
+        if weight_decay == 0:
+            np.testing.assert_array_equal(buf, g, err_msg=f"momentum_buffer[{i}]")
+        else:  # g + wd * p rounded to the dtype, with or without a fused multiply-add
+            g64, decay = g.astype(np.float64), weight_decay * p0.astype(np.float64)
+            err = np.abs(buf - (g64 + decay))
+            assert np.all(err <= 2 * np.finfo(dtype).eps * (np.abs(g64) + np.abs(decay))), i
+    pair.check()
+    for _ in range(3):  # from now on: buf = 0.9 buf + 0.5 g
+        pair.random_step(rng)
+    pair.check()
+
+
+# Closed forms of the first update with adaptopt's options from other frameworks (optax,
+# Keras 3), as a sanity check of reference.py.
+OPTION_CLOSED_FORM = [
+    # optax rmsprop(initial_scale=1, bias_correction=True), eps inside the sqrt:
+    # nu_hat = (alpha * 1 + (1 - alpha) g^2) / (1 - alpha)
+    ("RMSprop", dict(initial_scale=1.0, bias_correction=True, eps_in_sqrt=True),
+     lambda p0, g: p0 - 1e-2 * g / np.sqrt((0.99 + 0.01 * g * g) / 0.01 + 1e-8)),
+    # optax adam(eps_root): u = mu_hat / (sqrt(nu_hat + eps_root) + eps), mu_hat = g, nu_hat = g^2
+    ("Adam", dict(eps_root=1e-3), lambda p0, g: p0 - 1e-3 * g / (np.sqrt(g * g + 1e-3) + 1e-8)),
+    ("NAdam", dict(eps_root=1e-3, momentum_decay=0.0),  # mu = 0.45 for every t
+     lambda p0, g: p0 - 2e-3 * (1 + 0.45 * 0.1 / (1 - 0.45 * 0.45)) * g / (np.sqrt(g * g + 1e-3) + 1e-8)),
+    # Keras 3: p = p - p * wd * lr, then the update (which does not depend on p here)
+    ("Adagrad", dict(weight_decay=0.1, decoupled_weight_decay=True),
+     lambda p0, g: p0 - p0 * 0.1 * 1e-2 - 1e-2 * g / (np.abs(g) + 1e-10)),
+    ("SGD", dict(weight_decay=0.1, decoupled_weight_decay=True, momentum=0.9, dampening=0.5),
+     lambda p0, g: p0 - p0 * 0.1 * 1e-3 - 1e-3 * g),
+    ("Adamax", dict(weight_decay=0.1, decoupled_weight_decay=True),
+     lambda p0, g: p0 - p0 * 0.1 * 2e-3 - 2e-3 * g / (np.abs(g) + 1e-8)),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "hyper", "closed_form"), OPTION_CLOSED_FORM,
+    ids=[config_id(n, h) for n, h, _ in OPTION_CLOSED_FORM],
+)
+def test_reference_options_first_step_closed_form(name, hyper, closed_form):
+    rng = np.random.default_rng(15)
+    p0, g = rng.standard_normal(50), rng.standard_normal(50)
+    p = p0.copy()
+    STEP_FUNCTIONS[name](p, g, {}, **hyper)
+    np.testing.assert_allclose(p, closed_form(p0, g), rtol=1e-14, atol=1e-15)

@@ -1,4 +1,5 @@
-"""Thread count: results are bit-identical for any number of threads within one ISA."""
+"""Thread count: results are bit-identical for any number of threads within one ISA, for every
+rule (its RICH configuration, per-parameter scalars such as NAdam's mu_product included)."""
 
 import os
 import subprocess
@@ -7,15 +8,10 @@ import sys
 import adaptopt
 import numpy as np
 import pytest
-from _util import (
-    RICH,
-    assert_bitwise_equal,
-    by_name,
-    optimizer_class,
-    place,
-    random_arrays,
-    random_grads,
-)
+from support.arrays import place, random_arrays, random_grads
+from support.compare import assert_bitwise_equal
+from support.configs import RICH
+from support.rules import by_name, optimizer_class
 
 # Crosses any sensible threading threshold; odd sizes leave ragged chunks.
 SHAPES = [(100_000,), (1_000_013,), (5,), (333, 101), ()]
