@@ -159,11 +159,6 @@ def test_sgd_momentum_buffer_is_new_at_step_1(step):
 SCALAR_RULES = [n for n in NAMES if FUNCTIONAL[n].scalars]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "functional._run copies a per-parameter scalar array (NAdam's mu_products) in and writes it "
-    "back after the step without the overlap check the buffers get: a mu_products view of a "
-    "param, a gradient or a state buffer is accepted, and that array is overwritten with the new "
-    "mu_product (a gradient, which is only read, is changed)"))
 @pytest.mark.parametrize("target", ["param", "grad", "state"])
 @pytest.mark.parametrize("name", SCALAR_RULES)
 def test_per_parameter_scalars_may_not_alias_another_array(name, target):

@@ -223,10 +223,6 @@ def test_per_parameter_scalars_round_trip_and_are_used(name):
         assert_close(resumed.state_dict()["state"][0][key], ref.state[0][key], err_msg=key)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "load_state_dict accepts a NAdam state entry with step > 0 but no 'mu_product' and silently "
-    "restarts the product at 1.0 (wrong bias correction from then on), while a missing buffer the "
-    "options need is refused"))
 @pytest.mark.parametrize("name", WITH_SCALARS)
 def test_load_refuses_a_missing_per_parameter_scalar_mid_run(name):
     params = [np.ones(4)]

@@ -308,14 +308,7 @@ def test_invalid_hyperparameter_set_later(name, hyper, pattern, group):
     assert_unchanged(before, opt, [*params, *grads])
 
 
-# adaptopt words one message differently from torch.
-_IAV_WORDING = pytest.mark.xfail(strict=True, reason=(
-    "Adagrad says 'Invalid initial_accumulator_value: ...' where torch says 'Invalid "
-    "initial_accumulator_value value: ...' (every other key uses torch's wording)"))
-WORDING = [
-    pytest.param(n, h, w, id=i, marks=_IAV_WORDING if "initial_accumulator_value" in h else ())
-    for (n, h, _, w), i in zip(HYPER_CASES, HYPER_IDS)
-]
+WORDING = [pytest.param(n, h, w, id=i) for (n, h, _, w), i in zip(HYPER_CASES, HYPER_IDS)]
 
 
 @pytest.mark.parametrize(("name", "hyper", "pattern"), WORDING)

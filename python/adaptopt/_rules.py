@@ -413,7 +413,7 @@ RMSPROP = Spec(
 ADAGRAD = Spec(
     "Adagrad", "adagrad",
     [_lr(1e-2), Key("lr_decay", 0.0, nonneg("lr_decay value")), _WD,
-     Key("initial_accumulator_value", 0.0, nonneg("initial_accumulator_value")), Key("eps", 1e-10, _EPS),
+     Key("initial_accumulator_value", 0.0, nonneg("initial_accumulator_value value")), Key("eps", 1e-10, _EPS),
      _MAXIMIZE, _DECOUPLED],
     numpy=_np_adagrad, state_args=("state_sums",), torch_lacks=("decoupled_weight_decay",),
     doc="Adagrad with torch.optim.Adagrad's semantics; state is created at construction. Unlike torch, a "

@@ -121,6 +121,8 @@ def _load_entry(spec: Spec, b: GroupBinding, j: int, pid: Any, entry: Any) -> No
     elif spec.torch_saves_step:
         raise ValueError(f"{where}: missing 'step'")
     for k, name in enumerate(spec.state_names):
+        if name not in entry and b.steps[j] > 0:
+            raise ValueError(f"{where}: missing {name!r}, which a parameter that has stepped carries")
         if name in entry:
             v = np.asarray(entry[name])
             if v.shape != () or v.dtype.kind not in "iuf":

@@ -112,6 +112,14 @@ def _run(name: str, spec: _rules.Spec, params: Any, grads: Any, lists: Sequence[
             if not isinstance(x, np.ndarray) or x.dtype != np.float64 or x.shape != (n,) or not x.flags.writeable:
                 raise ValueError(f"{arg}: expected a writeable float64 array of shape ({n},)")
             cols.append(x)
+        arrays = [*params, *grads, *(x for col in columns for x in col if x is not None), *cols]
+        try:
+            overlap = _core.find_overlap(arrays)
+        except (TypeError, ValueError):  # a bad array: the native step names it
+            overlap = None
+        if overlap is not None and overlap[1] >= len(arrays) - len(cols):
+            raise ValueError(f"{state_args[overlap[1] - (len(arrays) - len(cols))]}: overlaps another array "
+                             "of this call in memory (it is written)")
         rule_state = np.stack(cols, axis=1)  # written back below once the step has run
     states = [list(row) for row in zip(*columns)] if n else []
     steps = np.full(n, step - 1, dtype=np.int64)
