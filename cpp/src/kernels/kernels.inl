@@ -12,6 +12,13 @@
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
+// The AVX-512 types of vec.h: the real ISA, or (tests/native only, never in _core) SIMDe's
+// emulation of its intrinsics on AVX2 hardware. The including file has then included
+// <simde/x86/avx512.h> with native aliases, which map __m512 and _mm512_* to simde__m512 and
+// simde_mm512_*, so vec.h spells the AVX-512 wrappers once for both.
+#if defined(__AVX512F__) || defined(AO_SIMDE_AVX512)
+#define AO_AVX512 1
+#endif
 
 namespace adaptopt {
 namespace AO_ISA_NS {
@@ -19,7 +26,7 @@ namespace {
 
 #include "kernels/vec.h"
 
-#if defined(__AVX512F__)
+#if defined(AO_AVX512)
 template <class T> struct Wide { using type = std::conditional_t<sizeof(T) == 4, F32x16, F64x8>; };
 #elif defined(__AVX2__) && defined(__FMA__)
 template <class T> struct Wide { using type = std::conditional_t<sizeof(T) == 4, F32x8, F64x4>; };

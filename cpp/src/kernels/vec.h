@@ -13,6 +13,22 @@
 #define AO_INLINE inline __attribute__((always_inline))
 #endif
 
+// mul_add(a, b, c) = a*b + c, rounded once (FMA) where the ISA has FMA, so that the tail rounds
+// exactly like the vector body. tests/native sets AO_FUSED itself: 1 for its width-1 reference
+// that rounds like the AVX2/AVX-512 tables, 0 for an AVX2 twin of the (unfused) scalar table.
+#ifndef AO_FUSED
+#if defined(__FMA__)
+#define AO_FUSED 1
+#else
+#define AO_FUSED 0
+#endif
+#endif
+#if AO_FUSED
+#define AO_MUL_ADD(isa, t, a, b, c) isa##_fmadd_##t(a, b, c)
+#else
+#define AO_MUL_ADD(isa, t, a, b, c) isa##_add_##t(isa##_mul_##t(a, b), c)
+#endif
+
 template <class T>
 struct Scalar {
   using Elem = T;
@@ -31,9 +47,8 @@ struct Scalar {
     if constexpr (sizeof(T) == 4) return {__builtin_sqrtf(a.v)};
     else return {__builtin_sqrt(a.v)};
   }
-  // a*b + c. Fused where the ISA has FMA so that the tail rounds exactly like the vector body.
   friend AO_INLINE Scalar mul_add(Scalar a, Scalar b, Scalar c) {
-#if defined(__FMA__)
+#if AO_FUSED  // without FMA instructions, __builtin_fma is libm's fma (correctly rounded)
     if constexpr (sizeof(T) == 4) return {__builtin_fmaf(a.v, b.v, c.v)};
     else return {__builtin_fma(a.v, b.v, c.v)};
 #else
@@ -64,7 +79,7 @@ struct F32x8 {
   friend AO_INLINE F32x8 operator*(F32x8 a, F32x8 b) { return {_mm256_mul_ps(a.v, b.v)}; }
   friend AO_INLINE F32x8 operator/(F32x8 a, F32x8 b) { return {_mm256_div_ps(a.v, b.v)}; }
   friend AO_INLINE F32x8 sqrt(F32x8 a) { return {_mm256_sqrt_ps(a.v)}; }
-  friend AO_INLINE F32x8 mul_add(F32x8 a, F32x8 b, F32x8 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+  friend AO_INLINE F32x8 mul_add(F32x8 a, F32x8 b, F32x8 c) { return {AO_MUL_ADD(_mm256, ps, a.v, b.v, c.v)}; }
   friend AO_INLINE F32x8 max_nan(F32x8 a, F32x8 b) { return {_mm256_max_ps(a.v, b.v)}; }
   friend AO_INLINE F32x8 min_nan(F32x8 a, F32x8 b) { return {_mm256_min_ps(a.v, b.v)}; }
   friend AO_INLINE F32x8 max_propagate(F32x8 a, F32x8 b) { return {_mm256_blendv_ps(_mm256_max_ps(a.v, b.v), a.v, _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q))}; }
@@ -84,7 +99,7 @@ struct F64x4 {
   friend AO_INLINE F64x4 operator*(F64x4 a, F64x4 b) { return {_mm256_mul_pd(a.v, b.v)}; }
   friend AO_INLINE F64x4 operator/(F64x4 a, F64x4 b) { return {_mm256_div_pd(a.v, b.v)}; }
   friend AO_INLINE F64x4 sqrt(F64x4 a) { return {_mm256_sqrt_pd(a.v)}; }
-  friend AO_INLINE F64x4 mul_add(F64x4 a, F64x4 b, F64x4 c) { return {_mm256_fmadd_pd(a.v, b.v, c.v)}; }
+  friend AO_INLINE F64x4 mul_add(F64x4 a, F64x4 b, F64x4 c) { return {AO_MUL_ADD(_mm256, pd, a.v, b.v, c.v)}; }
   friend AO_INLINE F64x4 max_nan(F64x4 a, F64x4 b) { return {_mm256_max_pd(a.v, b.v)}; }
   friend AO_INLINE F64x4 min_nan(F64x4 a, F64x4 b) { return {_mm256_min_pd(a.v, b.v)}; }
   friend AO_INLINE F64x4 max_propagate(F64x4 a, F64x4 b) { return {_mm256_blendv_pd(_mm256_max_pd(a.v, b.v), a.v, _mm256_cmp_pd(a.v, a.v, _CMP_UNORD_Q))}; }
@@ -92,7 +107,7 @@ struct F64x4 {
 };
 #endif
 
-#if defined(__AVX512F__)
+#if defined(AO_AVX512)  // real or emulated AVX-512: see kernels.inl
 struct F32x16 {
   using Elem = float;
   static constexpr std::size_t kLanes = 16;
@@ -105,7 +120,7 @@ struct F32x16 {
   friend AO_INLINE F32x16 operator*(F32x16 a, F32x16 b) { return {_mm512_mul_ps(a.v, b.v)}; }
   friend AO_INLINE F32x16 operator/(F32x16 a, F32x16 b) { return {_mm512_div_ps(a.v, b.v)}; }
   friend AO_INLINE F32x16 sqrt(F32x16 a) { return {_mm512_sqrt_ps(a.v)}; }
-  friend AO_INLINE F32x16 mul_add(F32x16 a, F32x16 b, F32x16 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+  friend AO_INLINE F32x16 mul_add(F32x16 a, F32x16 b, F32x16 c) { return {AO_MUL_ADD(_mm512, ps, a.v, b.v, c.v)}; }
   friend AO_INLINE F32x16 max_nan(F32x16 a, F32x16 b) { return {_mm512_max_ps(a.v, b.v)}; }
   friend AO_INLINE F32x16 min_nan(F32x16 a, F32x16 b) { return {_mm512_min_ps(a.v, b.v)}; }
   friend AO_INLINE F32x16 max_propagate(F32x16 a, F32x16 b) { return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q), _mm512_max_ps(a.v, b.v), a.v)}; }
@@ -125,7 +140,7 @@ struct F64x8 {
   friend AO_INLINE F64x8 operator*(F64x8 a, F64x8 b) { return {_mm512_mul_pd(a.v, b.v)}; }
   friend AO_INLINE F64x8 operator/(F64x8 a, F64x8 b) { return {_mm512_div_pd(a.v, b.v)}; }
   friend AO_INLINE F64x8 sqrt(F64x8 a) { return {_mm512_sqrt_pd(a.v)}; }
-  friend AO_INLINE F64x8 mul_add(F64x8 a, F64x8 b, F64x8 c) { return {_mm512_fmadd_pd(a.v, b.v, c.v)}; }
+  friend AO_INLINE F64x8 mul_add(F64x8 a, F64x8 b, F64x8 c) { return {AO_MUL_ADD(_mm512, pd, a.v, b.v, c.v)}; }
   friend AO_INLINE F64x8 max_nan(F64x8 a, F64x8 b) { return {_mm512_max_pd(a.v, b.v)}; }
   friend AO_INLINE F64x8 min_nan(F64x8 a, F64x8 b) { return {_mm512_min_pd(a.v, b.v)}; }
   friend AO_INLINE F64x8 max_propagate(F64x8 a, F64x8 b) { return {_mm512_mask_blend_pd(_mm512_cmp_pd_mask(a.v, a.v, _CMP_UNORD_Q), _mm512_max_pd(a.v, b.v), a.v)}; }
