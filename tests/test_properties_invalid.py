@@ -49,13 +49,13 @@ def other_float(dt):
 
 def bad_array(draw, shape, dtype, kind, allow_other_float=True):
     """An array that is invalid as a buffer of this shape/dtype in the way ``kind`` says.
-    ``allow_other_float``: the other supported float type counts as wrong (not for a param)."""
+    ``allow_other_float``: the other supported float types count as wrong (not for a param)."""
     n = int(np.prod(shape, dtype=np.int64))
     if kind == "dtype":
         dt = draw(
             st.sampled_from(
-                [
-                    np.float16,
+                ([np.float16] if allow_other_float else [])  # a float16 param is valid
+                + [
                     np.int32,
                     np.int64,
                     np.uint8,

@@ -106,7 +106,15 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("flags", [](const RuleInfo& r) { return flag_names(r.flags); },
                              "Option flags the rule accepts.")
       .def_property_readonly("eager_state", [](const RuleInfo& r) { return r.eager_state; },
-                             "State is created at construction (torch's Adagrad).");
+                             "State is created at construction (torch's Adagrad).")
+      .def_property_readonly(
+          "unsigned_slots",
+          [](const RuleInfo& r) {
+            std::vector<bool> out;
+            for (std::size_t s = 0; s < r.slots.size(); ++s) out.push_back(r.unsigned_slots >> s & 1u);
+            return out;
+          },
+          "Per slot: never negative (its 8-bit code has no sign).");
   m.def("rules", [] { return all_rules(); }, "Every update rule, in id order.");
   {
     py::dict flags;
@@ -116,6 +124,26 @@ PYBIND11_MODULE(_core, m) {
     m.attr("FLAGS") = flags;
   }
   m.attr("MAX_SLOTS") = kMaxSlots;
+  m.attr("Q8_BLOCK") = kQBlockElements;
+  m.def("q8_encode", [](py::array_t<float, py::array::c_style | py::array::forcecast> x, bool is_unsigned) {
+    const std::size_t n = static_cast<std::size_t>(x.size());
+    py::array_t<std::uint8_t> codes(x.request().shape);
+    py::array_t<float> absmax(static_cast<py::ssize_t>((n + kQBlockElements - 1) / kQBlockElements));
+    active_table().q8_encode[is_unsigned ? 1 : 0](x.data(), n, codes.mutable_data(), absmax.mutable_data());
+    return py::make_tuple(codes, absmax);
+  }, py::arg("values"), py::arg("unsigned"),
+        "8-bit codes (same shape) and absmax per block of float32 values (a copy is encoded).");
+  m.def("q8_decode", [](py::array_t<std::uint8_t, py::array::c_style> codes,
+                        py::array_t<float, py::array::c_style> absmax, bool is_unsigned) {
+    const std::size_t n = static_cast<std::size_t>(codes.size());
+    if (static_cast<std::size_t>(absmax.size()) != (n + kQBlockElements - 1) / kQBlockElements)
+      throw py::value_error("absmax: expected one value per block of " + std::to_string(kQBlockElements));
+    py::array_t<float> x(codes.request().shape);
+    active_table().q8_decode[is_unsigned ? 1 : 0](codes.data(), absmax.data(), n, x.mutable_data());
+    return x;
+  }, py::arg("codes"), py::arg("absmax"), py::arg("unsigned"), "float32 values of 8-bit codes.");
+  m.def("set_bfloat16_dtype", [](py::dtype dt) { set_bfloat16_type_num(dt.num()); }, py::arg("dtype"),
+        "Registers ml_dtypes.bfloat16's NumPy dtype as the bfloat16 storage type.");
 
   py::enum_<StepStatus>(m, "StepStatus", "What a step did.")
       .value("nothing", StepStatus::nothing, "no parameter had a gradient")
@@ -175,10 +203,12 @@ PYBIND11_MODULE(_core, m) {
                         return 0;
                       };
                     }))
-      .def(py::init<int, py::list, py::list, py::array, py::object, std::string, std::size_t, py::object, py::object>(),
+      .def(py::init<int, py::list, py::list, py::array, py::object, std::string, std::size_t, py::object, py::object,
+                    int, int, py::object, std::uint64_t>(),
            py::arg("rule"), py::arg("params"), py::arg("states"), py::arg("steps"), py::arg("rule_state") = py::none(),
            py::arg("param_label") = "params", py::arg("first_index") = 0, py::arg("slot_labels") = py::none(),
-           py::arg("fresh") = py::none())
+           py::arg("fresh") = py::none(), py::arg("state_kind") = 0, py::arg("mode") = 0,
+           py::arg("masters") = py::none(), py::arg("seed") = 0)
       .def("__len__", &Group::size)
       .def("arrays", &Group::arrays, py::arg("i"), "[param, slot 0 or None, ...] of param i.");
 
@@ -196,7 +226,8 @@ PYBIND11_MODULE(_core, m) {
         "The class of sparse-row gradients; only its instances are taken as (indices, values).");
 
   py::class_<Probe>(m, "Probe", "The bandwidth probe: one pass over p, g and the state arrays per run().")
-      .def(py::init<py::array, py::array, py::list>(), py::arg("p"), py::arg("g"), py::arg("states"))
+      .def(py::init<py::array, py::array, py::list, int, py::object>(), py::arg("p"), py::arg("g"), py::arg("states"),
+           py::arg("state_kind") = 0, py::arg("master") = py::none())
       .def("run", &Probe::run);
 
   m.def("find_overlap", [](py::list arrays) -> std::optional<std::pair<std::size_t, std::size_t>> {

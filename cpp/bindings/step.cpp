@@ -39,7 +39,20 @@ double* check_rule_state(py::handle st, std::size_t np, std::size_t k) {
   return reinterpret_cast<double*>(a->data);
 }
 
-PyObject* g_sparse_rows_type = nullptr;  // a strong reference, kept for the process's lifetime
+PyObject* g_sparse_rows_type = nullptr;
+
+std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// The key of the stochastic rounding bits of one parameter's step: from the seed, the param's
+// index in its optimizer and the step number, so two params or two steps never share bits.
+std::uint64_t stochastic_key(std::uint64_t seed, std::uint64_t param, std::int64_t step) {
+  return splitmix64(seed ^ splitmix64(param ^ splitmix64(static_cast<std::uint64_t>(step))));
+}  // a strong reference, kept for the process's lifetime
 
 std::int64_t* check_counts(py::handle counts) {
   if (counts.is_none()) return nullptr;
@@ -91,11 +104,31 @@ struct Batch {
   }
 };
 
+namespace {
+
+std::string state_kind_name(StateKind k) {
+  return k == StateKind::Math ? "float32" : k == StateKind::BF16 ? "bfloat16" : "8bit";
+}
+
+// The storage of slot buffers for a param of dtype d under state kind k.
+Storage slot_storage(DType d, StateKind k) {
+  if (k == StateKind::BF16) return Storage::BF16;
+  if (k == StateKind::Q8) return Storage::U8;
+  return d == DType::F64 ? Storage::F64 : Storage::F32;
+}
+
+}  // namespace
+
 Group::Group(int rule, py::list params, py::list states, py::array steps, py::object rule_state,
-             std::string param_label, std::size_t first_index, py::object slot_labels, py::object fresh)
-    : param_label_(std::move(param_label)), first_index_(first_index) {
+             std::string param_label, std::size_t first_index, py::object slot_labels, py::object fresh,
+             int state_kind, int mode, py::object masters, std::uint64_t seed)
+    : param_label_(std::move(param_label)), first_index_(first_index), seed_(seed) {
   if (rule < 0 || rule >= kNumRules) throw py::value_error("unknown rule id " + std::to_string(rule));
+  if (state_kind < 0 || state_kind >= kNumStateKinds) throw py::value_error("unknown state kind");
+  if (mode < 0 || mode >= kNumParamModes) throw py::value_error("unknown param mode");
   rule_ = static_cast<RuleId>(rule);
+  state_ = static_cast<StateKind>(state_kind);
+  mode_ = static_cast<ParamMode>(mode);
   const RuleInfo& info = rule_info(rule_);
   const std::size_t np = params.size();
   const int nslots = static_cast<int>(info.slots.size());
@@ -118,6 +151,10 @@ Group::Group(int rule, py::list params, py::list states, py::array steps, py::ob
     fresh_ = fresh.cast<std::vector<unsigned>>();
     if (fresh_.size() != np) throw py::value_error("fresh: expected one entry per parameter");
   }
+  const bool has_masters = !masters.is_none();
+  py::list master_list = has_masters ? py::cast<py::list>(masters) : py::list();
+  if (has_masters && master_list.size() != np) throw py::value_error("masters: expected one entry per parameter");
+  static const std::string kMaster = "state['master']";
   tensors_.resize(np);
   held_.resize(np);
   std::vector<Interval> written;
@@ -125,26 +162,67 @@ Group::Group(int rule, py::list params, py::list states, py::array steps, py::ob
     const std::string pl = label(i);
     py::handle p = params[i];
     const View pv = check_array(p, Name{param_label_, first_index + i}, true);
+    const bool half = pv.dtype == DType::F16 || pv.dtype == DType::BF16;
+    if (state_ != StateKind::Math && pv.dtype == DType::F64)
+      throw py::value_error(pl + ": state_dtype='" + state_kind_name(state_) +
+                            "' is not available for float64 parameters (their state is float64)");
+    if (mode_ != ParamMode::Round && !half)
+      throw py::value_error(pl + ": " + (mode_ == ParamMode::Master ? "master_weights" : "stochastic_rounding") +
+                            "=True needs a float16 or bfloat16 parameter, got " + dtype_name(pv.dtype));
     held_[i].push_back({py::reinterpret_borrow<py::object>(p), pv, -1});
     TensorRef& t = tensors_[i];
     t.p = pv.data;
     t.n = pv.n;
     t.dtype = pv.dtype;
+    t.state = state_;
+    t.mode = mode_;
+    t.granule = state_ == StateKind::Q8 ? kQBlockElements : 1;
     written.push_back(interval_of(pv, pl));
     py::handle st = states[i];
     if (!py::isinstance<py::list>(st) || static_cast<int>(py::len(st)) != nslots)
       throw py::value_error("state of " + pl + ": expected a list of " + std::to_string(nslots) + " buffers");
+    const Storage want = slot_storage(pv.dtype, state_);
+    const std::string why = "that state_dtype='" + state_kind_name(state_) + "' keeps for a " +
+                            dtype_name(pv.dtype) + " parameter";
     for (int s = 0; s < nslots; ++s) {
       py::handle b = py::reinterpret_borrow<py::list>(st)[static_cast<std::size_t>(s)];
       if (b.is_none()) continue;
       const Name bn{slot_labels_[static_cast<std::size_t>(s)], first_index + i};
-      const View bv = check_array(b, bn, true, static_cast<int>(pv.dtype));
-      if (!same_shape(b, p))
-        throw py::value_error(bn.str() + ": shape " + fmt_shape(b) + " does not match the parameter's shape " +
+      py::handle codes = b, scales;
+      if (state_ == StateKind::Q8) {
+        if (!py::isinstance<py::tuple>(b) || py::len(b) != 2)
+          throw py::type_error(bn.str() + ": expected (codes, absmax) for 8-bit state");
+        codes = py::reinterpret_borrow<py::tuple>(b)[0];
+        scales = py::reinterpret_borrow<py::tuple>(b)[1];
+      }
+      const View bv = check_buffer(codes, bn, want, why);
+      if (!same_shape(codes, p))
+        throw py::value_error(bn.str() + ": shape " + fmt_shape(codes) + " does not match the parameter's shape " +
                               fmt_shape(p));
-      held_[i].push_back({py::reinterpret_borrow<py::object>(b), bv, s});
+      held_[i].push_back({py::reinterpret_borrow<py::object>(codes), bv, s});
       t.s[s] = bv.data;
       written.push_back(interval_of(bv, bn.str()));
+      if (state_ == StateKind::Q8) {
+        const Name qn{slot_labels_[static_cast<std::size_t>(s)], first_index + i, ".absmax"};
+        const View qv = check_buffer(scales, qn, Storage::F32, "absmax per block of an 8-bit state buffer");
+        const std::size_t blocks = (pv.n + kQBlockElements - 1) / kQBlockElements;
+        if (py::detail::array_proxy(scales.ptr())->nd != 1 || qv.n != blocks)
+          throw py::value_error(qn.str() + ": expected a 1-D array of " + std::to_string(blocks) + " blocks, got shape " +
+                                fmt_shape(scales));
+        held_[i].push_back({py::reinterpret_borrow<py::object>(scales), qv, kScalesSlot + s});
+        t.q[s] = static_cast<float*>(qv.data);
+        written.push_back(interval_of(qv, qn.str()));
+      }
+    }
+    if (has_masters && !master_list[i].is_none()) {
+      py::handle m = master_list[i];
+      const View mv = check_buffer(m, Name{kMaster, first_index + i}, Storage::F32, "master copy of a parameter");
+      if (!same_shape(m, p))
+        throw py::value_error(Name{kMaster, first_index + i}.str() + ": shape " + fmt_shape(m) +
+                              " does not match the parameter's shape " + fmt_shape(p));
+      held_[i].push_back({py::reinterpret_borrow<py::object>(m), mv, kMasterSlot});
+      t.master = static_cast<float*>(mv.data);
+      written.push_back(interval_of(mv, Name{kMaster, first_index + i}.str()));
     }
   }
   sort_and_check_disjoint(written);
@@ -176,19 +254,31 @@ py::list Group::arrays(std::size_t i) const {
   py::list out;
   out.append(held_[i][0].obj);
   for (std::size_t s = 0; s < slot_labels_.size(); ++s) out.append(py::none());
-  for (std::size_t k = 1; k < held_[i].size(); ++k) out[static_cast<std::size_t>(held_[i][k].slot) + 1] = held_[i][k].obj;
+  for (std::size_t k = 1; k < held_[i].size(); ++k)
+    if (held_[i][k].slot >= 0 && held_[i][k].slot < kScalesSlot)
+      out[static_cast<std::size_t>(held_[i][k].slot) + 1] = held_[i][k].obj;
   return out;
 }
 
 void Group::check_held(std::size_t i) const {
   // The arrays may have changed since construction (flags.writeable cleared, dtype or shape
   // reassigned in place): check them again, so nothing is written behind their back.
+  static const std::string kMaster = "state['master']";
   for (const Held& h : held_[i]) {
-    const Name name = h.slot < 0 ? Name{param_label_, first_index_ + i}
-                                 : Name{slot_labels_[static_cast<std::size_t>(h.slot)], first_index_ + i};
-    const View now = check_array(h.obj, name, true, h.slot < 0 ? -1 : static_cast<int>(h.view.dtype));
-    if (now.data != h.view.data || now.n != h.view.n || now.dtype != h.view.dtype)
-      throw py::value_error(name.str() + ": its data, dtype or size changed since the optimizer was built");
+    View now;
+    if (h.slot < 0) {
+      now = check_array(h.obj, Name{param_label_, first_index_ + i}, true);
+    } else {
+      const Name name = h.slot == kMasterSlot ? Name{kMaster, first_index_ + i}
+                        : h.slot >= kScalesSlot
+                            ? Name{slot_labels_[static_cast<std::size_t>(h.slot - kScalesSlot)], first_index_ + i, ".absmax"}
+                            : Name{slot_labels_[static_cast<std::size_t>(h.slot)], first_index_ + i};
+      now = check_buffer(h.obj, name, h.view.storage, "it had when the optimizer was built");
+    }
+    if (now.data != h.view.data || now.n != h.view.n || now.storage != h.view.storage)
+      throw py::value_error(Name{h.slot < 0 ? param_label_ : std::string("a state buffer of ") + param_label_,
+                                 first_index_ + i}.str() +
+                            ": its data, dtype or size changed since the optimizer was built");
   }
 }
 
@@ -196,7 +286,7 @@ namespace {
 
 void check_not_written(const View& v, const Name& name, const std::vector<const Group*>& all) {
   const auto lo = reinterpret_cast<std::uintptr_t>(v.data);
-  const auto hi = lo + v.n * elem_bytes(v.dtype);
+  const auto hi = lo + v.n * storage_bytes(v.storage);
   for (const Group* other : all)
     if (const Interval* o = find_overlap(other->written(), lo, hi))
       throw py::value_error(name.str() + " overlaps " + o->label + " in memory (a gradient must not share " +
@@ -210,8 +300,7 @@ void Group::collect(PyObject* const* grads, std::size_t offset, const Hyper* h, 
   static const std::string kGrads = "grads";
   if (cleared_) throw py::value_error("this group was cleared by the garbage collector");
   const unsigned needed = needed_slots(*h);
-  const ChunkFn fn_by_dtype[kNumDTypes] = {batch.table->rule[static_cast<int>(rule_)][0],
-                                           batch.table->rule[static_cast<int>(rule_)][1]};
+  const auto& fns = batch.table->rule[static_cast<int>(rule_)];
   for (std::size_t i = 0; i < tensors_.size(); ++i) {
     py::handle g(grads[offset + i]);
     if (g.is_none()) continue;  // torch semantics: a parameter without a gradient is skipped
@@ -223,10 +312,15 @@ void Group::collect(PyObject* const* grads, std::size_t offset, const Hyper* h, 
     check_held(i);
     if (steps_[i] == std::numeric_limits<std::int64_t>::max())
       throw py::value_error("state of " + label(i) + ": the step counter is at its maximum (2**63 - 1)");
+    if (mode_ == ParamMode::Master && t.master == nullptr)
+      throw py::value_error("state of " + label(i) + " lacks the master copy master_weights=True needs");
     TensorRef base = t;
     base.group = group;
     base.fresh = fresh_[i];
-    base.fn = fn_by_dtype[static_cast<int>(t.dtype)];
+    base.needed = needed;
+    base.fn = fns[static_cast<int>(t.dtype)][static_cast<int>(state_)][static_cast<int>(mode_)];
+    if (base.fn == nullptr) throw py::value_error("state of " + label(i) + ": no kernel for this storage");
+    if (mode_ == ParamMode::Stochastic) base.key = stochastic_key(seed_, first_index_ + i, steps_[i] + 1);
     batch.scalars(base, h, steps_[i] + 1, rule_state_ ? rule_state_ + i * nstate_ : nullptr, nstate_);
     if (g_sparse_rows_type != nullptr && PyObject_TypeCheck(g.ptr(), reinterpret_cast<PyTypeObject*>(g_sparse_rows_type))) {
       collect_rows(i, py::reinterpret_borrow<py::tuple>(g), gn, base, h, all, batch);
@@ -251,6 +345,9 @@ void Group::collect_rows(std::size_t i, py::tuple rows, const Name& gn, const Te
   auto* pa = py::detail::array_proxy(param.ptr());
   if (rows.size() != 2) throw py::type_error(gn.str() + ": expected an array, None or SparseRows");
   if (pa->nd != 2) throw py::value_error(gn.str() + ": sparse rows need a 2-D parameter, got shape " + fmt_shape(param));
+  if (state_ == StateKind::Q8)
+    throw py::value_error(gn.str() + ": sparse rows cannot update 8-bit state lazily (its blocks span rows); use "
+                          "sparse_mode='dense' or another state_dtype");
   const auto nrows = static_cast<std::int64_t>(pa->dimensions[0]);
   const auto ncols = static_cast<std::size_t>(pa->dimensions[1]);
   py::handle idx = rows[0], vals = rows[1];
@@ -274,14 +371,16 @@ void Group::collect_rows(std::size_t i, py::tuple rows, const Name& gn, const Te
       throw py::value_error(gn.str() + ": row indices must be strictly increasing (duplicates summed first)");
   }
   check_not_written(vv, gn, all);
-  const std::size_t es = elem_bytes(base.dtype);
+  const std::size_t es = elem_bytes(base.dtype), ss = state_ == StateKind::BF16 ? 2 : base.dtype == DType::F64 ? 8 : 4;
   auto at = [](void* p, std::size_t bytes) -> void* { return p == nullptr ? nullptr : static_cast<char*>(p) + bytes; };
   for (std::size_t j = 0; j < k; ++j) {
-    const std::size_t off = static_cast<std::size_t>(ix[j]) * ncols * es;
+    const std::size_t row = static_cast<std::size_t>(ix[j]) * ncols;
     TensorRef r = base;
     r.n = ncols;
-    r.p = at(base.p, off);
-    for (int s = 0; s < kMaxSlots; ++s) r.s[s] = at(base.s[s], off);
+    r.p = at(base.p, row * es);
+    for (int s = 0; s < kMaxSlots; ++s) r.s[s] = at(base.s[s], row * ss);
+    if (base.master != nullptr) r.master = base.master + row;
+    r.index = row;
     r.g = static_cast<const char*>(vv.data) + j * ncols * es;
     batch.tensors.push_back(r);
     batch.hypers.push_back(h);
@@ -389,7 +488,7 @@ void commit(py::list ops) {
       const View d = check_array(t[1], Name{kDst, plan.size()}, true);
       const View s = check_array(t[2], Name{kSrc, plan.size()}, false, static_cast<int>(d.dtype));
       if (!same_shape(t[1], t[2])) throw py::value_error("commit: copyto between arrays of different shapes");
-      plan.push_back({2, t[1], t[2], {}, d.n * elem_bytes(d.dtype)});
+      plan.push_back({2, t[1], t[2], {}, d.n * storage_bytes(d.storage)});
     } else {
       throw py::value_error("commit: unknown or malformed operation " + kind);
     }
@@ -406,32 +505,53 @@ void commit(py::list ops) {
   }
 }
 
-Probe::Probe(py::array p, py::array g, py::list states) {
-  static const std::string kP = "p", kG = "g", kS = "states";
+Probe::Probe(py::array p, py::array g, py::list states, int state_kind, py::object master) {
+  static const std::string kP = "p", kG = "g", kS = "states", kM = "master";
+  if (state_kind < 0 || state_kind >= kNumStateKinds) throw py::value_error("unknown state kind");
   const View pv = check_array(p, Name{kP, 0}, true);
   const View gv = check_array(g, Name{kG, 0}, false, static_cast<int>(pv.dtype));
   if (!same_shape(p, g)) throw py::value_error("g: shape does not match p");
   if (states.size() > static_cast<std::size_t>(kMaxSlots))
     throw py::value_error("states: at most " + std::to_string(kMaxSlots) + " arrays");
-  std::vector<Interval> written{interval_of(pv, "p")};
   t_.p = pv.data;
   t_.g = gv.data;
   t_.n = pv.n;
   t_.dtype = pv.dtype;
+  t_.state = static_cast<StateKind>(state_kind);
   held_ = {p, g};
+  std::vector<Interval> written{interval_of(pv, "p")};
+  const Storage want = slot_storage(pv.dtype, t_.state);
   for (std::size_t s = 0; s < states.size(); ++s) {
-    const View sv = check_array(states[s], Name{kS, s}, true, static_cast<int>(pv.dtype));
-    if (!same_shape(states[s], p)) throw py::value_error(Name{kS, s}.str() + ": shape does not match p");
+    py::handle b = states[s], codes = b;
+    if (t_.state == StateKind::Q8) {
+      codes = py::cast<py::tuple>(b)[0];
+      const View qv = check_buffer(py::cast<py::tuple>(b)[1], Name{kS, s, ".absmax"}, Storage::F32, "absmax");
+      if (qv.n != (pv.n + kQBlockElements - 1) / kQBlockElements) throw py::value_error("states: absmax blocks");
+      t_.q[s] = static_cast<float*>(qv.data);
+      written.push_back(interval_of(qv, Name{kS, s, ".absmax"}.str()));
+      held_.push_back(py::cast<py::tuple>(b)[1]);
+    }
+    const View sv = check_buffer(codes, Name{kS, s}, want, "state storage");
+    if (!same_shape(codes, p)) throw py::value_error(Name{kS, s}.str() + ": shape does not match p");
     t_.s[s] = sv.data;
     written.push_back(interval_of(sv, Name{kS, s}.str()));
-    held_.push_back(states[s]);
+    held_.push_back(py::reinterpret_borrow<py::object>(codes));
   }
+  if (!master.is_none()) {
+    const View mv = check_buffer(master, Name{kM, 0}, Storage::F32, "master copy");
+    if (!same_shape(master, p)) throw py::value_error("master: shape does not match p");
+    t_.master = static_cast<float*>(mv.data);
+    written.push_back(interval_of(mv, "master"));
+    held_.push_back(master);
+  }
+  t_.granule = t_.state == StateKind::Q8 ? kQBlockElements : 1;
   sort_and_check_disjoint(written);
 }
 
 void Probe::run() const {
   TensorRef t = t_;
-  t.fn = active_table().probe[static_cast<int>(t.dtype)];
+  t.fn = active_table().probe[static_cast<int>(t.dtype)][static_cast<int>(t.state)];
+  if (t.fn == nullptr) throw py::value_error("no probe for this storage");
   const Hyper h;  // lr = 0: the values do not change
   const Hyper* hp = &h;
   py::gil_scoped_release nogil;

@@ -26,8 +26,12 @@ class Group {
   // states[i]: one entry per slot of the rule (an array or None); steps: int64[n];
   // rule_state: float64[n, k] for a rule with k scalar state values (None when k == 0);
   // fresh[i]: bit s set when slot s of param i was created for the next step (or None).
+  // state_kind: StateKind (slot buffers float32/float64, bfloat16, or (uint8 codes, float32
+  // absmax per block) tuples); mode: ParamMode; masters[i]: float32 master copy or None; seed:
+  // of the stochastic rounding bits.
   Group(int rule, py::list params, py::list states, py::array steps, py::object rule_state, std::string param_label,
-        std::size_t first_index, py::object slot_labels, py::object fresh);
+        std::size_t first_index, py::object slot_labels, py::object fresh, int state_kind, int mode,
+        py::object masters, std::uint64_t seed);
 
   std::size_t size() const { return tensors_.size(); }
   // Garbage-collector support: every Python object the group holds.
@@ -49,15 +53,19 @@ class Group {
   struct Held {  // an array the group writes, as checked at construction; slot < 0: the param
     py::object obj;
     View view;
-    int slot;
+    int slot;  // k: slot k; kScalesSlot + k: its absmax; kMasterSlot: the master copy
   };
+  static constexpr int kScalesSlot = 100, kMasterSlot = 200;
   void check_held(std::size_t i) const;
   void collect_rows(std::size_t i, py::tuple rows, const Name& gn, const TensorRef& base, const Hyper* h,
                     const std::vector<const Group*>& all, Batch& batch) const;
 
   RuleId rule_;
+  StateKind state_ = StateKind::Math;
+  ParamMode mode_ = ParamMode::Round;
   std::string param_label_;
   std::size_t first_index_;
+  std::uint64_t seed_ = 0;
   std::vector<std::string> slot_labels_;
   std::int64_t* steps_ = nullptr;
   double* rule_state_ = nullptr;
@@ -93,11 +101,11 @@ py::tuple multi_step(const std::vector<const Group*>& groups, const std::vector<
 // dtype and shape, dst writeable and C-contiguous, src C-contiguous).
 void commit(py::list ops);
 
-// One pass of the bandwidth probe over p, g and up to kMaxSlots state arrays (same dtype and
-// shape as p), split over threads like a step.
+// One pass of the bandwidth probe over p, g, up to kMaxSlots state buffers (as a Group takes
+// them for `state_kind`) and an optional float32 master, split over threads like a step.
 class Probe {
  public:
-  Probe(py::array p, py::array g, py::list states);
+  Probe(py::array p, py::array g, py::list states, int state_kind, py::object master);
   void run() const;
 
  private:

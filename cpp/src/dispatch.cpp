@@ -15,11 +15,12 @@ bool detect(Isa isa) {
 #if defined(ADAPTOPT_X86)
     // libgcc's __builtin_cpu_supports checks CPUID and, through XGETBV, that the OS saves the
     // YMM/ZMM state; a feature the OS does not enable reads as absent.
+    // F16C (half-precision conversions) came with AVX2 on every x86 CPU, and the 16-bit kernels use it.
     case Isa::Avx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     case Isa::Avx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
-             __builtin_cpu_supports("fma");
+             __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 #endif
     default:
       return false;

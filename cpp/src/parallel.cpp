@@ -19,7 +19,7 @@ std::atomic<int> g_threads{0};
 // the parallel speedup (set from bench measurements; see README).
 std::atomic<std::size_t> g_threshold{1u << 15};
 
-std::size_t elem_size(DType d) { return d == DType::F32 ? 4 : 8; }
+std::size_t elem_size(DType d) { return d == DType::F64 ? 8 : d == DType::F32 ? 4 : 2; }
 
 // GNU libgomp's thread pool does not survive fork(): a child that enters a parallel region
 // after the parent used one waits forever. A forked child therefore runs every step on its
@@ -114,6 +114,8 @@ void run_step(const TensorRef* ts, const Hyper* const* hs, std::size_t count, St
     const auto addr = reinterpret_cast<std::uintptr_t>(ts[k].p) + local * es;
     const std::size_t mis = addr % 64;
     if (mis != 0 && mis % es == 0) local += (64 - mis) / es;
+    const std::size_t gran = ts[k].granule;  // 8-bit state: whole blocks
+    if (gran > 1) local = (local + gran - 1) / gran * gran;
     return start[k] + std::min(local, ts[k].n);
   };
 

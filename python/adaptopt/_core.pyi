@@ -4,8 +4,9 @@ adaptopt native core: fused SIMD optimizer kernels and their rule registry
 from __future__ import annotations
 import collections.abc
 import numpy
+import numpy.typing
 import typing
-__all__: list[str] = ['FLAGS', 'Group', 'Hyper', 'MAX_SLOTS', 'Probe', 'RuleInfo', 'StepStats', 'StepStatus', 'available_isas', 'commit', 'find_overlap', 'get_num_threads', 'isa', 'multi_step', 'parallel_threshold', 'rules', 'set_isa', 'set_num_threads', 'set_parallel_threshold', 'set_sparse_rows_type']
+__all__: list[str] = ['FLAGS', 'Group', 'Hyper', 'MAX_SLOTS', 'Probe', 'Q8_BLOCK', 'RuleInfo', 'StepStats', 'StepStatus', 'available_isas', 'commit', 'find_overlap', 'get_num_threads', 'isa', 'multi_step', 'parallel_threshold', 'q8_decode', 'q8_encode', 'rules', 'set_bfloat16_dtype', 'set_isa', 'set_num_threads', 'set_parallel_threshold', 'set_sparse_rows_type']
 class RuleInfo:
     """
     One update rule as the native core defines it.
@@ -40,6 +41,11 @@ class RuleInfo:
     def state(self) -> list[tuple[str, float]]:
         """
         Per-parameter scalar state: (name, initial value).
+        """
+    @property
+    def unsigned_slots(self) -> list[bool]:
+        """
+        Per slot: never negative (its 8-bit code has no sign).
         """
 class StepStatus:
     """
@@ -147,7 +153,7 @@ class Hyper:
         Per slot: the value a new buffer starts at.
         """
 class Group:
-    def __init__(self, rule: typing.SupportsInt | typing.SupportsIndex, params: list, states: list, steps: numpy.ndarray, rule_state: typing.Any = None, param_label: str = 'params', first_index: typing.SupportsInt | typing.SupportsIndex = 0, slot_labels: typing.Any = None, fresh: typing.Any = None) -> None:
+    def __init__(self, rule: typing.SupportsInt | typing.SupportsIndex, params: list, states: list, steps: numpy.ndarray, rule_state: typing.Any = None, param_label: str = 'params', first_index: typing.SupportsInt | typing.SupportsIndex = 0, slot_labels: typing.Any = None, fresh: typing.Any = None, state_kind: typing.SupportsInt | typing.SupportsIndex = 0, mode: typing.SupportsInt | typing.SupportsIndex = 0, masters: typing.Any = None, seed: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
         ...
     def __len__(self) -> int:
         ...
@@ -159,7 +165,7 @@ class Probe:
     """
     The bandwidth probe: one pass over p, g and the state arrays per run().
     """
-    def __init__(self, p: numpy.ndarray, g: numpy.ndarray, states: list) -> None:
+    def __init__(self, p: numpy.ndarray, g: numpy.ndarray, states: list, state_kind: typing.SupportsInt | typing.SupportsIndex = 0, master: typing.Any = None) -> None:
         ...
     def run(self) -> None:
         ...
@@ -191,9 +197,21 @@ def multi_step(groups: collections.abc.Sequence[Group], hypers: collections.abc.
     """
 def parallel_threshold() -> int:
     ...
+def q8_decode(codes: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], absmax: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], unsigned: bool) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    float32 values of 8-bit codes.
+    """
+def q8_encode(values: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], unsigned: bool) -> tuple[numpy.typing.NDArray[numpy.uint8], numpy.typing.NDArray[numpy.float32]]:
+    """
+    8-bit codes (same shape) and absmax per block of float32 values (a copy is encoded).
+    """
 def rules() -> list[RuleInfo]:
     """
     Every update rule, in id order.
+    """
+def set_bfloat16_dtype(dtype: numpy.dtype[typing.Any]) -> None:
+    """
+    Registers ml_dtypes.bfloat16's NumPy dtype as the bfloat16 storage type.
     """
 def set_isa(name: str) -> None:
     """
@@ -209,4 +227,5 @@ def set_sparse_rows_type(type: typing.Any) -> None:
     """
 FLAGS: dict = {'maximize': 1, 'decoupled_weight_decay': 2, 'centered': 4, 'nesterov': 8, 'eps_in_sqrt': 16, 'amsgrad': 32, 'bias_correction': 64}
 MAX_SLOTS: int = 3
+Q8_BLOCK: int = 256
 __version__: str = '0.1.0'

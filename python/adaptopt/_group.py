@@ -10,10 +10,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _core
+from . import _core, _storage
 from ._rules import Built, Spec
+from ._storage import Buffer, Storage
 
-Buffers = List[List[Optional[np.ndarray]]]
+Buffers = List[List[Optional[Buffer]]]
 
 
 def freeze(value: Any) -> Any:
@@ -27,15 +28,18 @@ def freeze(value: Any) -> Any:
 
 
 class GroupBinding:
-    __slots__ = ("spec", "params", "param_list", "first", "bufs", "steps", "rule_state", "native", "key",
-                 "built", "complete")
+    __slots__ = ("spec", "storage", "storage_key", "params", "param_list", "first", "bufs", "masters", "steps", "rule_state",
+                 "native", "key", "built", "complete")
 
-    def __init__(self, spec: Spec, params: List[np.ndarray], param_list: list, first: int):
+    def __init__(self, spec: Spec, params: List[np.ndarray], param_list: list, first: int, storage: Storage):
         self.spec = spec
+        self.storage = storage
+        self.storage_key: Optional[tuple] = None  # the group's raw storage options last checked
         self.params = list(params)  # the arrays, to detect replaced entries
         self.param_list = param_list  # the group dict's own list object
         self.first = first  # index of the group's first param among all the optimizer's params
         self.bufs: Buffers = [[None] * len(spec.slots) for _ in params]
+        self.masters: List[Optional[np.ndarray]] = [None] * len(params)  # master_weights: float32 copies
         self.steps = np.zeros(len(params), dtype=np.int64)
         self.rule_state: Optional[np.ndarray] = (
             np.tile(np.asarray(spec.state_init, np.float64), (len(params), 1)) if spec.state_names else None)
@@ -44,10 +48,18 @@ class GroupBinding:
         self.built: Optional[Built] = None
         self.complete = False  # every param has every slot the current hyperparameters need
 
-    def bind(self, bufs: Optional[Buffers] = None, fresh: Optional[List[int]] = None) -> Any:
-        """A native Group over the params and ``bufs`` (default: the current buffers)."""
+    def bind(self, bufs: Optional[Buffers] = None, fresh: Optional[List[int]] = None,
+             masters: Optional[List[Optional[np.ndarray]]] = None) -> Any:
+        """A native Group over the params, ``bufs`` and ``masters`` (default: the current ones)."""
+        st = self.storage
         return _core.Group(self.spec.id, self.params, self.bufs if bufs is None else bufs, self.steps,
-                           self.rule_state, "params", self.first, None, fresh)
+                           self.rule_state, "params", self.first, None, fresh, st.state, st.mode,
+                           (self.masters if masters is None else masters) if st.mode == _storage.MASTER else None,
+                           st.seed)
+
+    def has_state(self) -> bool:
+        return bool(self.steps.any()) or any(b is not None for bufs in self.bufs for b in bufs) or \
+            any(m is not None for m in self.masters)
 
     def check_params(self, gi: int, group: Dict[str, Any]) -> None:
         ps = group["params"]
@@ -71,36 +83,45 @@ class GroupBinding:
             self.key, self.built, self.complete = key, built, False
         return self.built
 
+    def new_buffer(self, j: int, s: int) -> Buffer:
+        assert self.built is not None
+        return _storage.new_buffer(self.params[j], self.storage, self.built.slot_init[s],
+                                   self.spec.unsigned_slots[s])
+
     def init_eager(self) -> None:
         """Creates every slot now when the rule's state exists from construction (Adagrad)."""
         if self.spec.eager_state and self.built is not None:
-            for j, p in enumerate(self.params):
-                for s, (need, init) in enumerate(zip(self.built.needed, self.built.slot_init)):
+            for j in range(len(self.params)):
+                for s, need in enumerate(self.built.needed):
                     if need and self.bufs[j][s] is None:
-                        self.bufs[j][s] = np.full_like(p, init)
+                        self.bufs[j][s] = self.new_buffer(j, s)
             self.complete = False
 
-    def missing_state(self, grads: Sequence[Any]) -> Optional[Tuple[Buffers, Any]]:
-        """(new buffer lists, native Group over them) when a param with a gradient lacks a slot
-        the current hyperparameters need, else None (and the group is marked complete once every
-        param has had a gradient). Existing buffers are shared, not copied."""
+    def missing_state(self, grads: Sequence[Any]) -> Optional[Tuple[Buffers, List[Optional[np.ndarray]], Any]]:
+        """(new buffer lists, new masters, native Group over them) when a param with a gradient
+        lacks a slot (or master copy) the current options need, else None (and the group is
+        marked complete once every param has had a gradient). Existing buffers are shared."""
         assert self.built is not None
         new: Optional[Buffers] = None
+        masters = self.masters
         fresh = [0] * len(self.params)
+        want_master = self.storage.mode == _storage.MASTER
         for j, p in enumerate(self.params):
             if grads[j] is None:
                 continue
-            for s, (need, init) in enumerate(zip(self.built.needed, self.built.slot_init)):
+            for s, need in enumerate(self.built.needed):
                 if need and self.bufs[j][s] is None:
                     if new is None:
                         new = [list(b) for b in self.bufs]
-                    new[j][s] = np.full_like(p, init) if init else np.zeros_like(p)
+                    new[j][s] = self.new_buffer(j, s)
                     fresh[j] |= 1 << s
-        if new is None:
+            if want_master and masters[j] is None:
+                if masters is self.masters:
+                    masters = list(masters)
+                masters[j] = _storage.new_master(p)
+        if new is None and masters is self.masters:
             if all(g is not None for g in grads):
                 self.complete = True
             return None
-        return new, self.bind(new, fresh)
-
-    def commit(self, bufs: Buffers, native: Any) -> None:
-        self.bufs, self.native = bufs, native
+        bufs = self.bufs if new is None else new
+        return bufs, masters, self.bind(bufs, fresh, masters)

@@ -142,6 +142,7 @@ class Spec:
         self.state_names: Tuple[str, ...] = tuple(n for n, _ in self.native.state)
         self.state_init: Tuple[float, ...] = tuple(v for _, v in self.native.state)
         self.eager_state: bool = self.native.eager_state
+        self.unsigned_slots: Tuple[bool, ...] = tuple(self.native.unsigned_slots)
         self.keys: Dict[str, Key] = {k.name: k for k in keys}
         self.defaults: Dict[str, Any] = {k.name: k.default for k in keys}
         self.fixed: Dict[str, Any] = dict(fixed or {})

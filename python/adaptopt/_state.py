@@ -8,23 +8,33 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from . import _storage
 from ._group import GroupBinding
 from ._rules import MAX_STEP, Spec
 
 
-def export_state(bindings: Sequence[GroupBinding]) -> Dict[int, Dict[str, Any]]:
+def export_state(bindings: Sequence[GroupBinding], dequantize: bool = False) -> Dict[int, Dict[str, Any]]:
     """Per-parameter state keyed by the parameter's index, torch's key names and order (the
-    arrays are live). A parameter with no step and no buffer has no entry, as in torch."""
+    arrays are live; with ``dequantize``, new float32 arrays under torch's keys only). A
+    parameter with no step and no buffer has no entry, as in torch."""
     out: Dict[int, Dict[str, Any]] = {}
     for b in bindings:
         spec = b.spec
         for j in range(len(b.params)):
             bufs = b.bufs[j]
-            if b.steps[j] > 0 or any(x is not None for x in bufs):
+            if b.steps[j] > 0 or any(x is not None for x in bufs) or b.masters[j] is not None:
                 entry: Dict[str, Any] = {"step": int(b.steps[j])}
                 if b.rule_state is not None:
                     entry.update(zip(spec.state_names, map(float, b.rule_state[j])))
-                entry.update((name, x) for name, x in zip(spec.slots, bufs) if x is not None)
+                for name, x, uns in zip(spec.slots, bufs, spec.unsigned_slots):
+                    if x is None:
+                        continue
+                    if dequantize and (isinstance(x, tuple) or x.dtype != b.params[j].dtype):
+                        entry[name] = _storage.dequantize(x, uns)
+                    else:
+                        entry.update(_storage.export(name, x))
+                if b.masters[j] is not None and not dequantize:
+                    entry["master"] = b.masters[j]
                 out[b.first + j] = entry
     return out
 
@@ -82,7 +92,12 @@ def plan_load(spec: Spec, state_dict: Dict[str, Any], param_groups: Sequence[Dic
             raise ValueError(f"state_dict: param_groups[{gi}] has {len(ids)} params, the optimizer's "
                              f"group has {len(b.params)}")
         g = prepare({**{k: v for k, v in saved.items() if k != "params"}, "params": group["params"]})
-        nb = GroupBinding(spec, b.params, group["params"], b.first)
+        try:
+            storage = _storage.storage_of(g)
+            _storage.check_params(storage, b.params, b.first)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"state_dict: param_groups[{gi}]: {e}") from None
+        nb = GroupBinding(spec, b.params, group["params"], b.first, storage)
         try:
             nb.built = spec.build(resolve(g))
         except (TypeError, ValueError) as e:
@@ -113,7 +128,8 @@ def _load_entry(spec: Spec, b: GroupBinding, j: int, pid: Any, entry: Any) -> No
     where = f"state_dict: state[{pid!r}]"
     if not isinstance(entry, dict):
         raise TypeError(f"{where}: expected a dict, got {type(entry).__name__}")
-    unknown = set(entry) - {"step", *spec.state_names, *spec.slots}
+    scaled = {f"{name}_absmax" for name in spec.slots}
+    unknown = set(entry) - {"step", "master", *spec.state_names, *spec.slots, *scaled}
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(map(str, unknown))}")
     if "step" in entry:
@@ -132,13 +148,13 @@ def _load_entry(spec: Spec, b: GroupBinding, j: int, pid: Any, entry: Any) -> No
     p = b.params[j]
     assert b.built is not None
     for s, name in enumerate(spec.slots):
-        if name not in entry:
-            if b.built.needed[s]:
-                raise ValueError(f"{where}: missing {name!r}, which these hyperparameters need")
-            continue
-        a = np.asarray(entry[name])
-        if a.dtype != p.dtype:
-            raise TypeError(f"{where}[{name!r}]: dtype {a.dtype} does not match the parameter's {p.dtype}")
-        if a.shape != p.shape:
-            raise ValueError(f"{where}[{name!r}]: shape {a.shape} does not match the parameter's {p.shape}")
-        b.bufs[j][s] = np.array(a, dtype=p.dtype, order="C", copy=True)
+        buf = _storage.load(where, name, entry, p, b.storage, spec.unsigned_slots[s])
+        if buf is None and b.built.needed[s]:
+            raise ValueError(f"{where}: missing {name!r}, which these hyperparameters need")
+        b.bufs[j][s] = buf
+    if "master" in entry and b.storage.mode == _storage.MASTER:
+        m = np.asarray(entry["master"])
+        if m.dtype != np.float32 or m.shape != p.shape:
+            raise ValueError(f"{where}['master']: expected float32 of the parameter's shape {p.shape}, "
+                             f"got {m.dtype}{m.shape}")
+        b.masters[j] = np.array(m, order="C", copy=True)

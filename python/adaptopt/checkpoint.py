@@ -19,11 +19,12 @@ import json
 import os
 import tempfile
 import zipfile
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import schedules
+from ._storage import BFLOAT16
 
 FORMAT = "adaptopt-checkpoint"
 VERSION = 2  # 2: every per-parameter scalar (the step and any rule state) under "scalars"
@@ -58,6 +59,7 @@ def write(path: PathLike, optimizer: str, state_dict: Dict[str, Any],
     path = os.fspath(path)
     arrays: Dict[str, Any] = {}
     state_meta = {}
+    bfloat16 = []  # .npy has no bfloat16: such arrays are stored as their uint16 bits
     for index, entry in state_dict["state"].items():
         arrays_of = {k: v for k, v in entry.items() if isinstance(v, np.ndarray)}
         state_meta[str(index)] = {"scalars": {k: v for k, v in entry.items() if k not in arrays_of},
@@ -66,10 +68,14 @@ def write(path: PathLike, optimizer: str, state_dict: Dict[str, Any],
             arrays[f"state/{index}/{k}"] = v
     for i, p in enumerate(params or ()):
         arrays[f"param/{i}"] = p
+    for name, a in arrays.items():
+        if a.dtype == BFLOAT16:
+            arrays[name] = a.view(np.uint16)
+            bfloat16.append(name)
     meta = {"format": FORMAT, "version": VERSION, "optimizer": optimizer,
             "param_groups": state_dict["param_groups"], "state": state_meta,
             "num_params": len(params or ()), "include_params": params is not None,
-            "adaptopt": state_dict["adaptopt"]}
+            "adaptopt": state_dict["adaptopt"], "bfloat16": bfloat16}
     arrays["meta"] = np.frombuffer(json.dumps(meta, default=_json_value).encode(), dtype=np.uint8)
 
     directory = os.path.dirname(os.path.abspath(path))
@@ -118,19 +124,31 @@ def _header(z: zipfile.ZipFile, name: str) -> Tuple[Tuple[int, ...], np.dtype]:
     return shape, dtype
 
 
-def _array(z: zipfile.ZipFile, name: str, shape: Tuple[int, ...], dtype: np.dtype, what: str = "") -> np.ndarray:
-    """Member ``name`` after checking that its header announces exactly ``shape`` and ``dtype``
-    (so nothing larger than expected is ever allocated)."""
+def _array(z: zipfile.ZipFile, name: str, shape: Tuple[int, ...], dtype: Any, what: str = "",
+           bfloat16: frozenset = frozenset()) -> np.ndarray:
+    """Member ``name`` after checking that its header announces ``shape`` and ``dtype`` (one
+    dtype, or a tuple of acceptable ones), so nothing larger than expected is ever allocated.
+    Members listed in ``bfloat16`` hold the uint16 bits of bfloat16 arrays."""
     got = _header(z, name)
-    if got != (tuple(shape), np.dtype(dtype)):
-        raise _Refused(f"{what or name} is {got[1]}{got[0]}, the optimizer's is {np.dtype(dtype)}{tuple(shape)}")
+    is_bf16 = name[:-4] in bfloat16
+    if is_bf16 and got[1] == np.uint16:
+        got = (got[0], BFLOAT16)
+    dtypes = tuple(np.dtype(d) for d in (dtype if isinstance(dtype, tuple) else (dtype,)))
+    if got[0] != tuple(shape) or got[1] not in dtypes:
+        raise _Refused(f"{what or name} is {got[1]}{got[0]}, the optimizer's is "
+                       f"{' or '.join(map(str, dtypes))}{tuple(shape)}")
     with z.open(name) as f:
-        return np.lib.format.read_array(f, allow_pickle=False)
+        a = np.lib.format.read_array(f, allow_pickle=False)
+    return a.view(BFLOAT16) if is_bf16 else a
 
 
-def read(path: PathLike, optimizer: str, targets: Sequence[np.ndarray], spec: Any) -> Saved:
+Expect = Callable[[int, str], Optional[Tuple[Tuple[int, ...], Tuple[np.dtype, ...]]]]
+
+
+def read(path: PathLike, optimizer: str, targets: Sequence[np.ndarray], expect: Expect) -> Saved:
     """Reads a checkpoint written by :func:`write` for an optimizer of class ``optimizer`` with the
-    parameters ``targets`` and rule ``spec``. Every array's header is checked against the shape
+    parameters ``targets``; ``expect(i, key)`` gives the shape and acceptable dtypes of state
+    array ``key`` of param ``i``, or None for a key the optimizer does not have. Every array's header is checked against the shape
     and dtype the optimizer expects before its data is read, so a crafted file costs no more
     memory than a genuine one. Anything wrong with the file raises ValueError (a missing file:
     FileNotFoundError)."""
@@ -150,11 +168,13 @@ def read(path: PathLike, optimizer: str, targets: Sequence[np.ndarray], spec: An
                 raise _Refused(f"unsupported checkpoint version {meta.get('version')!r}")
             if meta.get("optimizer") != optimizer:
                 raise _Refused(f"holds {meta.get('optimizer')} state, not {optimizer}")
+            bf16 = frozenset(map(str, meta.get("bfloat16", ())))
             params = None
             if meta.get("include_params"):
                 if int(meta["num_params"]) != len(targets):
                     raise _Refused(f"has {meta['num_params']} parameters, the optimizer has {len(targets)}")
-                params = [_array(z, f"param/{i}.npy", p.shape, p.dtype, f"param {i}") for i, p in enumerate(targets)]
+                params = [_array(z, f"param/{i}.npy", p.shape, p.dtype, f"param {i}", bf16)
+                          for i, p in enumerate(targets)]
             state = {}
             for index, entry in dict(meta["state"]).items():
                 i = int(index)
@@ -162,9 +182,10 @@ def read(path: PathLike, optimizer: str, targets: Sequence[np.ndarray], spec: An
                     raise _Refused(f"state for parameter {index!r}, which the optimizer does not have")
                 st: Dict[str, Any] = dict(entry["scalars"] if "scalars" in entry else {"step": entry["step"]})
                 for k in entry["keys"]:
-                    if k not in spec.slots:
+                    want = expect(i, k) if isinstance(k, str) else None
+                    if want is None:
                         raise _Refused(f"state[{i}][{k!r}]: not a state buffer of {optimizer}")
-                    st[k] = _array(z, f"state/{i}/{k}.npy", targets[i].shape, targets[i].dtype, f"state[{i}][{k!r}]")
+                    st[k] = _array(z, f"state/{i}/{k}.npy", want[0], want[1], f"state[{i}][{k!r}]", bf16)
                 state[i] = st
             groups = meta["param_groups"]
             for g in groups:  # built-in lr schedules are stored as their to_dict()

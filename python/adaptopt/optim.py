@@ -16,7 +16,7 @@ from typing import Any, Callable, ClassVar, Dict, Iterable, List, Optional, Sequ
 
 import numpy as np
 
-from . import _core, _rules, checkpoint
+from . import _core, _rules, _storage, checkpoint
 from ._group import GroupBinding
 from ._rules import Spec
 from ._state import export_groups, export_state, plan_load
@@ -61,10 +61,14 @@ class Optimizer:
 
     def __init__(self, params: Iterable[Any], hyper: Dict[str, Any], *,
                  max_grad_norm: Optional[float] = None, skip_nonfinite: bool = False,
-                 sparse_mode: str = "lazy", track_stats: bool = False):
+                 sparse_mode: str = "lazy", track_stats: bool = False, state_dtype: Optional[str] = None,
+                 master_weights: bool = False, stochastic_rounding: bool = False, seed: int = 0):
         spec = self._spec
         self.defaults: Dict[str, Any] = {k: hyper[k] for k in spec.keys}
         self.defaults.update(spec.fixed)
+        self.defaults.update(state_dtype=state_dtype, master_weights=master_weights,
+                             stochastic_rounding=stochastic_rounding, seed=seed)
+        _storage.storage_of(self.defaults)
         self.track_stats = track_stats
         self.last_stats: Optional[List[Dict[str, Any]]] = None
         self.max_grad_norm = max_grad_norm
@@ -130,10 +134,14 @@ class Optimizer:
             raise ValueError("params: optimizer got an empty parameter list")
         group["params"] = params
         self._prepare(group)
-        b = GroupBinding(self._spec, params, params, self._nparams)
+        storage = _storage.storage_of(group)
+        _storage.check_params(storage, params, self._nparams)
+        b = GroupBinding(self._spec, params, params, self._nparams, storage)
         b.built = self._spec.build(self._resolved(group))
-        b.init_eager()
         b.native = b.bind()  # checks each array, naming it
+        if self._spec.eager_state:
+            b.init_eager()
+            b.native = b.bind()
         self._check_disjoint(params)
         self.param_groups.append(group)
         self._bindings.append(b)
@@ -144,8 +152,12 @@ class Optimizer:
         any state buffer it holds (a step would write the same memory twice)."""
         written = [(p, f"params[{i}]") for i, p in enumerate(self._all_params())]
         for b in self._bindings:
-            written += [(x, f"state[{b.first + j}][{name!r}]") for j, bufs in enumerate(b.bufs)
-                        for name, x in zip(self._spec.slots, bufs) if x is not None]
+            for j, bufs in enumerate(b.bufs):
+                for name, x in zip(self._spec.slots, bufs):
+                    for k, v in _storage.export(name, x).items() if x is not None else ():
+                        written.append((v, f"state[{b.first + j}][{k!r}]"))
+                if b.masters[j] is not None:
+                    written.append((b.masters[j], f"state[{b.first + j}]['master']"))
         written += [(p, f"params[{self._nparams + i}]") for i, p in enumerate(params)]
         overlap = _core.find_overlap([a for a, _ in written])
         if overlap is not None:
@@ -230,13 +242,14 @@ class Optimizer:
             natives, hypers, on_apply = [], [], []
             for gi, (group, b) in enumerate(zip(self.param_groups, self._bindings)):
                 b.check_params(gi, group)
+                self._check_storage(gi, group, b)
                 built = b.hyper(gi, group, self._resolved)
                 native = b.native
                 if not b.complete:
                     new = b.missing_state(grads[b.first:b.first + len(b.params)])
                     if new is not None:  # kept, by the native step, only if the step applies
-                        bufs, native = new
-                        on_apply += [(b, "bufs", bufs), (b, "native", native)]
+                        bufs, masters, native = new
+                        on_apply += [(b, "bufs", bufs), (b, "masters", masters), (b, "native", native)]
                 natives.append(native)
                 hypers.append(built.hyper)
             clip = self._max_grad_norm
@@ -246,20 +259,44 @@ class Optimizer:
             self.last_grad_norm = norm
             self.last_stats = None if stats is None else [_stats_dict(s) for s in stats]
 
+    def _check_storage(self, gi: int, group: Dict[str, Any], b: GroupBinding) -> None:
+        """Storage options changed in the group dict: allowed (and applied) only while the group
+        has no state."""
+        raw = tuple((type(v), v) for v in map(group.get, _storage.KEYS))
+        if raw == b.storage_key:
+            return
+        try:
+            storage = _storage.storage_of(group)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"param_groups[{gi}]: {e}") from None
+        if storage == b.storage:
+            b.storage_key = raw
+            return
+        if b.has_state():
+            raise ValueError(f"param_groups[{gi}]: the storage options (state_dtype, master_weights, "
+                             "stochastic_rounding, seed) cannot change once the group has state")
+        _storage.check_params(storage, b.params, b.first)
+        b.storage, b.storage_key = storage, raw
+        b.native = b.bind()
+        b.complete = False
+
     # -- state -------------------------------------------------------------------------------
     @property
     def state(self) -> Dict[int, Dict[str, Any]]:
         """Per-parameter state keyed by the parameter's index (the arrays are live)."""
         return export_state(self._bindings)
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self, *, dequantize: bool = False) -> Dict[str, Any]:
         """torch's layout: ``{"state": {index: {...}}, "param_groups": [...]}`` with plain
-        Python values and the live NumPy state arrays (deep-copy it to keep a snapshot)."""
+        Python values and the live NumPy state arrays (deep-copy it to keep a snapshot).
+        Compact state appears in its stored form (bfloat16 arrays, 8-bit codes with their
+        ``<name>_absmax``, the float32 ``master``); ``dequantize=True`` gives new float32 arrays
+        under torch's keys only, which torch.optim loads."""
         with self._lock:
-            return self._state_dict()
+            return self._state_dict(dequantize)
 
-    def _state_dict(self) -> Dict[str, Any]:
-        return {"state": export_state(self._bindings), "param_groups": export_groups(self.param_groups),
+    def _state_dict(self, dequantize: bool = False) -> Dict[str, Any]:
+        return {"state": export_state(self._bindings, dequantize), "param_groups": export_groups(self.param_groups),
                 "adaptopt": {"step_count": self._step_count, "skipped_steps": self.skipped_steps}}
 
     def _planned_load(self, state_dict: Dict[str, Any]) -> List[tuple]:
@@ -294,6 +331,20 @@ class Optimizer:
             return group
         return resolve
 
+    def _expected_array(self, i: int, key: str) -> Optional[Tuple[Tuple[int, ...], Tuple[np.dtype, ...]]]:
+        """(shape, acceptable dtypes) of state array ``key`` of param ``i`` in a checkpoint."""
+        for b in self._bindings:
+            if b.first <= i < b.first + len(b.params):
+                p = b.params[i - b.first]
+                dtype, scaled = _storage.expected(p, b.storage)
+                if key in self._spec.slots:
+                    return p.shape, (dtype,) if b.storage.state == _storage.MATH else (dtype, np.dtype(np.float32))
+                if scaled and key.endswith("_absmax") and key[:-7] in self._spec.slots:
+                    return (_storage.blocks(p),), (np.dtype(np.float32),)
+                if key == "master" and b.storage.mode == _storage.MASTER:
+                    return p.shape, (np.dtype(np.float32),)
+        return None
+
     def save(self, path: Any, *, include_params: bool = True) -> None:
         """Writes a crash-safe .npz checkpoint of the state (and the parameters): see
         :mod:`adaptopt.checkpoint`."""
@@ -304,7 +355,7 @@ class Optimizer:
     def load(self, path: Any) -> None:
         """Restores a checkpoint written by :meth:`save`; on any error nothing changes."""
         with self._lock:
-            saved = checkpoint.read(path, type(self).__name__, self._all_params(), self._spec)
+            saved = checkpoint.read(path, type(self).__name__, self._all_params(), self._expected_array)
             try:
                 ops = self._planned_load(saved.state_dict)
             except (TypeError, ValueError) as e:

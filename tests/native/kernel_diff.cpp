@@ -357,7 +357,7 @@ class RuleRunner {
         for (std::size_t i = b; i < e; ++i) in_.g.data()[i] = ordinary<T>(rng);
         t.fresh = w == 1 ? needed : 0;
         fill_step_scalars(t, c.h, w, state);
-        tables_[0].k->rule[r][dtype](c.h, t, b, e, nullptr);
+        tables_[0].k->rule[r][dtype][0][0](c.h, t, b, e, nullptr);
       }
     }
     for (std::size_t i = b; i < e; ++i) in_.g.data()[i] = ordinary<T>(rng);
@@ -388,7 +388,7 @@ class RuleRunner {
       tt.g = io.g;
       std::copy(std::begin(io.s), std::end(io.s), std::begin(tt.s));
       st_[ti] = StepStats();
-      tables_[ti].k->rule[r][dtype](c.h, tt, b, e, c.stats ? &st_[ti] : nullptr);
+      tables_[ti].k->rule[r][dtype][0][0](c.h, tt, b, e, c.stats ? &st_[ti] : nullptr);
       check_untouched(ti, c, dtype, cap, needed, nslots);
     }
 
@@ -612,7 +612,7 @@ void run_probe_sumsq(std::vector<Table>& tables, std::vector<Pair>& pairs, const
               std::memcpy(o.s[k].data(), in.s[k].data(), cap * sizeof(T));
               t.s[k] = (mask & (1u << k)) ? o.s[k].data() : nullptr;
             }
-            tables[ti].k->probe[dtype](h, t, b, e, nullptr);
+            tables[ti].k->probe[dtype][0](h, t, b, e, nullptr);
             sum[ti] = 0.25;  // sumsq adds to what is there
             bad[ti] = 0;
             tables[ti].k->sumsq[dtype](in.g.data(), b, e, &sum[ti], &bad[ti]);

@@ -50,4 +50,86 @@ static inline simde__m512d ao_simde_mm512_cvtps_pd(simde__m256 a) {
 #define _mm512_cvtps_pd(a) ao_simde_mm512_cvtps_pd(a)
 #endif
 
+// _mm512_cmplt_epu32_mask (unsigned compare: the 16-bit storage codecs) is missing from SIMDe
+// 0.7.4 too: the signed compare of the operands with their sign bits flipped is the same.
+#if !defined(_mm512_cmplt_epu32_mask)
+static inline simde__mmask16 ao_simde_mm512_cmplt_epu32_mask(simde__m512i a, simde__m512i b) {
+  const simde__m512i s = simde_mm512_set1_epi32(static_cast<int>(0x80000000u));
+  return simde_mm512_cmpgt_epi32_mask(simde_mm512_xor_si512(b, s), simde_mm512_xor_si512(a, s));
+}
+#define _mm512_cmplt_epu32_mask(a, b) ao_simde_mm512_cmplt_epu32_mask(a, b)
+#endif
+#if !defined(_mm512_cmpeq_epu32_mask)  // equality does not care about signedness
+#define _mm512_cmpeq_epu32_mask(a, b) simde_mm512_cmpeq_epi32_mask(a, b)
+#endif
+
+// The integer, int <-> float and half <-> float conversions of the 16-bit and 8-bit storage
+// codecs are missing from SIMDe 0.7.4 as well. Each works lane by lane, so two native AVX2 (and
+// F16C) conversions on the 256-bit halves compute exactly what the AVX-512 instruction does.
+static inline __m256i ao_lo_si(simde__m512i a) { return simde_mm512_castsi512_si256(a); }
+static inline __m256i ao_hi_si(simde__m512i a) { return simde_mm512_extracti64x4_epi64(a, 1); }
+static inline simde__m512i ao_join_si(__m256i lo, __m256i hi) {
+  return simde_mm512_inserti64x4(simde_mm512_castsi256_si512(lo), hi, 1);
+}
+static inline simde__m512i ao_ps_si(simde__m512 a) { return simde_mm512_castps_si512(a); }
+static inline simde__m512 ao_si_ps(simde__m512i a) { return simde_mm512_castsi512_ps(a); }
+#if !defined(_mm512_cvtps_epi32)
+static inline simde__m512i ao_cvtps_epi32(simde__m512 a) {  // MXCSR rounding, as the instruction
+  const simde__m512i b = ao_ps_si(a);
+  return ao_join_si(_mm256_cvtps_epi32(_mm256_castsi256_ps(ao_lo_si(b))),
+                    _mm256_cvtps_epi32(_mm256_castsi256_ps(ao_hi_si(b))));
+}
+#define _mm512_cvtps_epi32(a) ao_cvtps_epi32(a)
+#endif
+#if !defined(_mm512_cvtepi32_ps)
+static inline simde__m512 ao_cvtepi32_ps(simde__m512i a) {
+  return ao_si_ps(ao_join_si(_mm256_castps_si256(_mm256_cvtepi32_ps(ao_lo_si(a))),
+                             _mm256_castps_si256(_mm256_cvtepi32_ps(ao_hi_si(a)))));
+}
+#define _mm512_cvtepi32_ps(a) ao_cvtepi32_ps(a)
+#endif
+#if !defined(_mm512_cvtepu8_epi32)
+static inline simde__m512i ao_cvtepu8_epi32(simde__m128i a) {
+  const __m128i x = a;
+  return ao_join_si(_mm256_cvtepu8_epi32(x), _mm256_cvtepu8_epi32(_mm_srli_si128(x, 8)));
+}
+#define _mm512_cvtepu8_epi32(a) ao_cvtepu8_epi32(a)
+#endif
+#if !defined(_mm512_cvtepu16_epi32)
+static inline simde__m512i ao_cvtepu16_epi32(simde__m256i a) {
+  const __m256i x = a;
+  return ao_join_si(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(x)), _mm256_cvtepu16_epi32(_mm256_extracti128_si256(x, 1)));
+}
+#define _mm512_cvtepu16_epi32(a) ao_cvtepu16_epi32(a)
+#endif
+// Truncating narrowings (VPMOVDB/VPMOVDW keep the low byte/word of each lane).
+#if !defined(_mm512_cvtepi32_epi16)
+static inline simde__m256i ao_cvtepi32_epi16(simde__m512i a) {
+  const __m256i m = _mm256_set1_epi32(0xFFFF);
+  const __m256i w = _mm256_packus_epi32(_mm256_and_si256(ao_lo_si(a), m), _mm256_and_si256(ao_hi_si(a), m));
+  return _mm256_permute4x64_epi64(w, 0xD8);
+}
+#define _mm512_cvtepi32_epi16(a) ao_cvtepi32_epi16(a)
+#endif
+#if !defined(_mm512_cvtepi32_epi8)
+static inline simde__m128i ao_cvtepi32_epi8(simde__m512i a) {
+  const __m256i w = ao_cvtepi32_epi16(simde_mm512_and_si512(a, simde_mm512_set1_epi32(0xFF)));
+  return _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+}
+#define _mm512_cvtepi32_epi8(a) ao_cvtepi32_epi8(a)
+#endif
+#if !defined(_mm512_cvtph_ps)
+static inline simde__m512 ao_cvtph_ps(simde__m256i a) {
+  const __m256i x = a;
+  return ao_si_ps(ao_join_si(_mm256_castps_si256(_mm256_cvtph_ps(_mm256_castsi256_si128(x))),
+                             _mm256_castps_si256(_mm256_cvtph_ps(_mm256_extracti128_si256(x, 1)))));
+}
+#define _mm512_cvtph_ps(a) ao_cvtph_ps(a)
+#endif
+#if !defined(_mm512_cvtps_ph)
+#define _mm512_cvtps_ph(a, imm)                                                                         \
+  (__m256i) _mm256_set_m128i(_mm256_cvtps_ph(_mm256_castsi256_ps(ao_hi_si(ao_ps_si(a))), (imm) & 7),    \
+                            _mm256_cvtps_ph(_mm256_castsi256_ps(ao_lo_si(ao_ps_si(a))), (imm) & 7))
+#endif
+
 #define AO_SIMDE_AVX512 1

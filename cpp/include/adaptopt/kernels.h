@@ -19,8 +19,20 @@ constexpr int kNumRules = 0
 #include "rules/rules.def"
     ;
 
-enum class DType : int { F32 = 0, F64 = 1 };
-constexpr int kNumDTypes = 2;
+// Parameter (and gradient) storage. Update math is in float64 for F64, float32 otherwise.
+enum class DType : int { F32 = 0, F64 = 1, F16 = 2, BF16 = 3 };
+constexpr int kNumDTypes = 4;
+
+// State storage: the math type (float32, or float64 for F64 params), bfloat16, or 8-bit codes
+// with a float32 absmax per block of kQBlock (storage.h) elements.
+enum class StateKind : int { Math = 0, BF16 = 1, Q8 = 2 };
+constexpr int kNumStateKinds = 3;
+constexpr std::size_t kQBlockElements = 256;
+
+// How a 16-bit parameter is written: rounded to nearest even; through a float32 master copy
+// (updated, then rounded into the param); or stochastically rounded.
+enum class ParamMode : int { Round = 0, Master = 1, Stochastic = 2 };
+constexpr int kNumParamModes = 3;
 
 enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 constexpr int kNumIsas = 3;
@@ -42,16 +54,24 @@ struct TensorRef;
 using ChunkFn = void (*)(const Hyper&, const TensorRef&, std::size_t begin, std::size_t end, StepStats* stats);
 
 // One tensor (or one row of a sparse update) of one step: its buffers (s[k] = state slot k, null
-// when absent), the kernel that updates it and the rule's per-step scalars (Rule::Scalars,
-// computed in double by the registry for this tensor's step number).
+// when absent; q[k] its per-block absmax when 8-bit), the kernel that updates it and the rule's
+// per-step scalars (Rule::Scalars, computed in double by the registry for this tensor's step).
 struct TensorRef {
   void* p = nullptr;
   const void* g = nullptr;
   void* s[kMaxSlots] = {nullptr, nullptr, nullptr};
+  float* q[kMaxSlots] = {nullptr, nullptr, nullptr};
+  float* master = nullptr;  // ParamMode::Master: the float32 copy that is updated
   std::size_t n = 0;
   DType dtype = DType::F32;
+  StateKind state = StateKind::Math;
+  ParamMode mode = ParamMode::Round;
   std::uint32_t group = 0;  // index of its param group, for per-group statistics
   unsigned fresh = 0;       // bit k: slot k was created for this step
+  unsigned needed = 0;      // bit k: the update reads and writes slot k
+  std::size_t granule = 1;  // chunk boundaries fall on multiples of this many elements (8-bit blocks)
+  std::uint64_t key = 0;    // ParamMode::Stochastic: hash of (seed, step)
+  std::uint64_t index = 0;  // index of element 0 in its tensor (for the stochastic rounding bits)
   ChunkFn fn = nullptr;
   double scalars[kScalarBytes / sizeof(double)] = {};
 };
@@ -79,11 +99,18 @@ using SumsqFn = void (*)(const void* g, std::size_t begin, std::size_t end, doub
 
 struct KernelTable {
   const char* name;
-  ChunkFn rule[kNumRules][kNumDTypes];
-  // The bandwidth probe: reads p, g and every present state buffer once and writes p and the
-  // state buffers once, with one add per stream (Hyper::common.lr = 0 keeps the values).
-  ChunkFn probe[kNumDTypes];
+  // Null where the combination does not exist (16-bit state kinds and modes with F64 params, the
+  // master and stochastic modes with 32/64-bit params).
+  ChunkFn rule[kNumRules][kNumDTypes][kNumStateKinds][kNumParamModes];
+  // The bandwidth probe: reads p (or the master), g and every present state buffer once and
+  // writes them once, in their storage widths, with one add per stream (Hyper::common.lr = 0
+  // keeps the values).
+  ChunkFn probe[kNumDTypes][kNumStateKinds];
   SumsqFn sumsq[kNumDTypes];
+  // The 8-bit code on its own ([0]: signed, [1]: unsigned), for state dicts and loads:
+  // n float32 values -> codes and an absmax per block, and back.
+  void (*q8_encode[2])(const float* x, std::size_t n, std::uint8_t* codes, float* absmax);
+  void (*q8_decode[2])(const std::uint8_t* codes, const float* absmax, std::size_t n, float* x);
 };
 
 // Defined once per ISA file (only those compiled for this architecture exist).

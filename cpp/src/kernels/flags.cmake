@@ -6,5 +6,7 @@
 # No fast-math flags ever: they break NaN/Inf propagation.
 set(ADAPTOPT_KERNEL_OPTIONS -O3 -ffp-contract=off -fno-math-errno)
 # The only ISA flags anywhere, each for its own file (.ci/wheel/static_isa.py checks this).
-set(ADAPTOPT_AVX2_FLAGS -mavx2 -mfma)
-set(ADAPTOPT_AVX512_FLAGS -mavx512f -mavx2 -mfma)
+# F16C (half-precision conversions) came with AVX2 on every x86 CPU; the 16-bit kernels use it.
+set(ADAPTOPT_AVX2_FLAGS -mavx2 -mfma -mf16c)
+set(ADAPTOPT_AVX512_FLAGS -mavx512f -mavx2 -mfma -mf16c)
+set(ADAPTOPT_NO_LTO -fno-lto)

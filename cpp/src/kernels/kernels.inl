@@ -1,9 +1,13 @@
 // The kernel table of one ISA. Each isa_*.cpp file defines AO_ISA_NS and includes this file; it
-// instantiates every rule of rules.def for every dtype with this ISA's vector types. One driver
-// runs every rule: it loads p and g, applies what all rules share (clipping scale, maximize,
-// weight decay), calls the rule's element update with the vector type for the body and the
-// width-1 Scalar<T> for the tail (so the math exists once) and stores p.
+// instantiates every rule of rules.def for every storage combination (param dtype x state kind x
+// param mode) with this ISA's vector types. One driver runs every rule: it loads p and g in their
+// storage type, applies what all rules share (clipping scale, maximize, weight decay), calls the
+// rule's element update with the vector type for the body and the width-1 Scalar<T> for the tail
+// (so the math exists once), and stores p; the rule reads and writes its state through an
+// accessor of the state kind. 8-bit state is processed a block at a time: the new values wait in
+// an L1 buffer until the block's absmax is known, then are encoded: still one pass over memory.
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <type_traits>
 
@@ -25,6 +29,9 @@ namespace AO_ISA_NS {
 namespace {
 
 #include "kernels/vec.h"
+#include "kernels/storage.h"
+
+static_assert(kQBlock == kQBlockElements);
 
 #if defined(AO_AVX512)
 template <class T> struct Wide { using type = std::conditional_t<sizeof(T) == 4, F32x16, F64x8>; };
@@ -78,13 +85,96 @@ struct Shared {
   }
 };
 
-// The state slots of one element block, as the rules see them.
-template <class V, class T>
-struct Slots {
-  T* const* s;
+// ---------------------------------------------------------------------------------------------
+// Storage access: the math type of a param dtype, and loads and stores of params and gradients.
+
+template <DType kP> using MathOf = std::conditional_t<kP == DType::F64, double, float>;
+template <DType kP> using StoreOf = std::conditional_t<
+    kP == DType::F64, double, std::conditional_t<kP == DType::F32, float, std::uint16_t>>;
+
+template <DType kP, class V>
+AO_INLINE V load_param(V tag, const StoreOf<kP>* p) {
+  if constexpr (kP == DType::F16) return load_f16(tag, p);
+  else if constexpr (kP == DType::BF16) return load_bf16(tag, p);
+  else return V::load(p);
+}
+// Round to nearest even into the param's storage (16-bit), or store as is.
+template <DType kP, class V>
+AO_INLINE void store_param(V x, StoreOf<kP>* p) {
+  if constexpr (kP == DType::F16) store_u16(float_to_half<0>(x), p);
+  else if constexpr (kP == DType::BF16) store_u16(bf16_rne_bits(x), p);
+  else x.store(p);
+}
+template <DType kP, class V>
+AO_INLINE void store_param_sr(V x, StoreOf<kP>* p, typename Companion<V>::U rnd) {
+  if constexpr (kP == DType::F16) store_u16(f16_sr_bits(x, rnd), p);
+  else store_u16(bf16_sr_bits(x, rnd), p);
+}
+
+// Per-lane random bits for elements index .. index + lanes - 1 of a tensor (storage.h).
+template <class V>
+AO_INLINE typename Companion<V>::U lane_random(std::uint64_t key, std::uint64_t index) {
+  using U = typename Companion<V>::U;
+  const std::uint32_t lo = static_cast<std::uint32_t>(index), hi = static_cast<std::uint32_t>(index >> 32);
+  const U lanes = U::set(lo) + U::iota();
+  const U carry = select(ult(lanes, U::set(lo)), U::set(1u), U::set(0u));  // the index crossed 2^32
+  const U key_hi = U::set(static_cast<std::uint32_t>(key >> 32)) ^ ((U::set(hi) + carry) * U::set(0x27D4EB2Fu));
+  return random_bits(U::set(static_cast<std::uint32_t>(key)), key_hi, lo);
+}
+
+// |x| if x is finite, else 0: what a block's absmax is taken over.
+template <class V>
+AO_INLINE V finite_abs(V x) {
+  const V a = abs(x);
+  return select(lt(a, V::set(__builtin_inff())), a, V::set(0));
+}
+
+// The state slots of one element block, as the rules see them: load(k) and store(k, v) in the
+// math type, whatever the storage.
+template <class V, class T, StateKind kS, unsigned kUnsigned>
+struct Slots;
+
+template <class V, class T, unsigned kUnsigned>
+struct Slots<V, T, StateKind::Math, kUnsigned> {
+  void* const* s;
   std::size_t i;
-  AO_INLINE V load(int k) const { return V::load(s[k] + i); }
-  AO_INLINE void store(int k, V v) const { v.store(s[k] + i); }
+  AO_INLINE V load(int k) const { return V::load(static_cast<T*>(s[k]) + i); }
+  AO_INLINE void store(int k, V v) const { v.store(static_cast<T*>(s[k]) + i); }
+};
+
+template <class V, class T, unsigned kUnsigned>
+struct Slots<V, T, StateKind::BF16, kUnsigned> {
+  void* const* s;
+  std::size_t i;
+  AO_INLINE V load(int k) const { return load_bf16(V{}, static_cast<const std::uint16_t*>(s[k]) + i); }
+  AO_INLINE void store(int k, V v) const { store_u16(bf16_rne_bits(v), static_cast<std::uint16_t*>(s[k]) + i); }
+};
+
+// One 8-bit block in flight: the old scale of each slot (absmax / kQMax), the new values (offset
+// j in the block) and their running absmax.
+struct QBlock {
+  using WF = typename Wide<float>::type;
+  float scale[kMaxSlots];
+  alignas(64) float tmp[kMaxSlots][kQBlock];
+  WF wide_max[kMaxSlots];
+  Scalar<float> tail_max[kMaxSlots];
+};
+
+template <class V, class T, unsigned kUnsigned>
+struct Slots<V, T, StateKind::Q8, kUnsigned> {
+  void* const* s;
+  std::size_t i, j;
+  QBlock* b;
+  AO_INLINE V load(int k) const {
+    const auto code = load_u8(V{}, static_cast<const std::uint8_t*>(s[k]) + i);
+    if ((kUnsigned >> k) & 1u) return q8_decode<false>(code, V::set(b->scale[k]));
+    return q8_decode<true>(code, V::set(b->scale[k]));
+  }
+  AO_INLINE void store(int k, V v) const {
+    v.store(b->tmp[k] + j);
+    if constexpr (V::kLanes == 1) b->tail_max[k] = max_nan(b->tail_max[k], finite_abs(v));
+    else b->wide_max[k] = max_nan(b->wide_max[k], finite_abs(v));
+  }
 };
 
 // The lanes of x added in lane order, in double.
@@ -156,43 +246,93 @@ struct StatsAcc {
   }
 };
 
-// The one driver: rule R over elements [begin, end) of one tensor of element type T.
-template <class R, class T, bool kStats>
+// ---------------------------------------------------------------------------------------------
+// The one driver: rule R over elements [begin, end) of one tensor with param storage kP, state
+// storage kS and param mode kM (for 8-bit state, begin is a multiple of kQBlock and end is too,
+// or the tensor's end).
+template <class R, DType kP, StateKind kS, ParamMode kM, bool kStats>
 void rule_impl(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end, StepStats* st) {
+  using T = MathOf<kP>;
   using W = typename Wide<T>::type;
   const typename R::template Ctx<W> k(h.common, view<typename R::Params>(h.params),
                                       view<typename R::Scalars>(t.scalars), t.fresh);
   const Shared<T> shared(h);
-  T* __restrict p = static_cast<T*>(t.p);
-  const T* __restrict g = static_cast<const T*>(t.g);
-  T* const slots[kMaxSlots] = {static_cast<T*>(t.s[0]), static_cast<T*>(t.s[1]), static_cast<T*>(t.s[2])};
+  StoreOf<kP>* __restrict p = static_cast<StoreOf<kP>*>(t.p);
+  const StoreOf<kP>* __restrict g = static_cast<const StoreOf<kP>*>(t.g);
+  float* __restrict master = t.master;
   StatsAcc<T, kStats> acc;
-  for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
+  // One element block [i, i + lanes): load, update, store.
+  auto element = [&](auto tag, std::size_t i, const auto& slots) {
     using V = decltype(tag);
-    const V p0 = V::load(p + i), raw = V::load(g + i);
-    Slots<V, T> s{slots, i};
+    V p0;
+    if constexpr (kM == ParamMode::Master) p0 = V::load(master + i);
+    else p0 = load_param<kP>(tag, p + i);
+    const V raw = load_param<kP>(tag, g + i);
     V lr_eff = V::set(0);
-    const V pn = R::update(k, shared.grad(raw, p0), shared.param(p0), s, lr_eff);
-    pn.store(p + i);
+    const V pn = R::update(k, shared.grad(raw, p0), shared.param(p0), slots, lr_eff);
+    if constexpr (kM == ParamMode::Master) {
+      pn.store(master + i);
+      store_param<kP>(pn, p + i);
+    } else if constexpr (kM == ParamMode::Stochastic) {
+      store_param_sr<kP>(pn, p + i, lane_random<V>(t.key, t.index + i));
+    } else {
+      store_param<kP>(pn, p + i);
+    }
     if constexpr (kStats) acc.add(raw, pn - p0, lr_eff);
-  });
+  };
+  if constexpr (kS != StateKind::Q8) {
+    for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
+      element(tag, i, Slots<decltype(tag), T, kS, R::kUnsignedSlots>{t.s, i});
+    });
+  } else {
+    using WF = QBlock::WF;
+    QBlock b;
+    for (std::size_t lo = begin; lo < end; lo += kQBlock) {
+      const std::size_t hi = lo + kQBlock < end ? lo + kQBlock : end, blk = lo / kQBlock;
+      for (int s = 0; s < kMaxSlots; ++s) {
+        b.wide_max[s] = WF::set(0);
+        b.tail_max[s] = Scalar<float>::set(0);
+        b.scale[s] = ((t.needed >> s) & 1u) ? t.q[s][blk] / kQMax : 0.0f;
+      }
+      for_each_block<T>(lo, hi, [&](auto tag, std::size_t i) {
+        element(tag, i, Slots<decltype(tag), T, StateKind::Q8, R::kUnsignedSlots>{t.s, i, i - lo, &b});
+      });
+      for (int s = 0; s < kMaxSlots; ++s) {
+        if (!((t.needed >> s) & 1u)) continue;
+        float lanes[WF::kLanes];
+        b.wide_max[s].store(lanes);
+        float absmax = b.tail_max[s].v;
+        for (float x : lanes) absmax = x > absmax ? x : absmax;
+        const float inv = absmax > 0 ? kQMax / absmax : 0.0f;
+        std::uint8_t* codes = static_cast<std::uint8_t*>(t.s[s]);
+        const bool is_unsigned = (R::kUnsignedSlots >> s) & 1u;
+        for_each_block<float>(lo, hi, [&](auto tag, std::size_t i) {
+          using V = decltype(tag);
+          const V x = V::load(b.tmp[s] + (i - lo));
+          store_u8(is_unsigned ? q8_encode<false>(x, V::set(inv)) : q8_encode<true>(x, V::set(inv)), codes + i);
+        });
+        t.q[s][blk] = absmax;
+      }
+    }
+  }
   acc.finish(st, end - begin);
 }
 
-// The table's entry for each rule and dtype: the statistics variant only when asked for.
-template <class R, class T>
+// The table's entry for each rule and storage combination: the statistics variant only when
+// asked for.
+template <class R, DType kP, StateKind kS, ParamMode kM>
 void rule_chunk(const Hyper& h, const TensorRef& t, std::size_t b, std::size_t e, StepStats* st) {
-  if (st != nullptr) rule_impl<R, T, true>(h, t, b, e, st);
-  else rule_impl<R, T, false>(h, t, b, e, st);
+  if (st != nullptr) rule_impl<R, kP, kS, kM, true>(h, t, b, e, st);
+  else rule_impl<R, kP, kS, kM, false>(h, t, b, e, st);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Sum of squares for gradient clipping, in double, in a fixed order for a given [begin, end):
 // four vector accumulators combined as (a0 + a1) + (a2 + a3), lanes summed in order, then the
-// tail. 0 * g accumulates NaN exactly when some element is NaN or infinite.
+// tail. 0 * g accumulates NaN exactly when some element is NaN or infinite. 16-bit gradients are
+// widened a block at a time into a float buffer first.
 template <class T>
-void sumsq_chunk(const void* gv, std::size_t begin, std::size_t end, double* sum, double* nonfinite) {
-  const T* g = static_cast<const T*>(gv);
+void sumsq_span(const T* g, std::size_t begin, std::size_t end, double* sum, double* nonfinite) {
   using D = typename Wide<double>::type;
   constexpr std::size_t L = D::kLanes;
   D acc[4] = {D::set(0), D::set(0), D::set(0), D::set(0)};
@@ -217,25 +357,98 @@ void sumsq_chunk(const void* gv, std::size_t begin, std::size_t end, double* sum
   *nonfinite += z.v;
 }
 
+template <DType kP>
+void sumsq_chunk(const void* gv, std::size_t begin, std::size_t end, double* sum, double* nonfinite) {
+  const StoreOf<kP>* g = static_cast<const StoreOf<kP>*>(gv);
+  if constexpr (kP == DType::F32 || kP == DType::F64) {
+    sumsq_span(g, begin, end, sum, nonfinite);
+  } else {
+    alignas(64) float buf[kQBlock];
+    for (std::size_t lo = begin; lo < end; lo += kQBlock) {
+      const std::size_t hi = lo + kQBlock < end ? lo + kQBlock : end;
+      for_each_block<float>(lo, hi, [&](auto tag, std::size_t i) { load_param<kP>(tag, g + i).store(buf + (i - lo)); });
+      sumsq_span(buf, 0, hi - lo, sum, nonfinite);
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
-// Bandwidth probe: one pass over p, g and every present state buffer with one add per stream.
-// h.common.lr is 0 at run time, so values do not change but nothing can be optimised away.
-template <class T>
+// Bandwidth probe: one pass over the streams of a step of this storage combination (p or the
+// master and p, g, every present slot in its width, 8-bit codes and their scales), with one add
+// per stream; h.common.lr is 0 at run time, so values do not change but nothing can be
+// optimised away.
+template <DType kP, StateKind kS>
 void probe_chunk(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_t end, StepStats*) {
-  T* __restrict p = static_cast<T*>(t.p);
-  const T* __restrict g = static_cast<const T*>(t.g);
-  T* const s0 = static_cast<T*>(t.s[0]);
-  T* const s1 = static_cast<T*>(t.s[1]);
-  T* const s2 = static_cast<T*>(t.s[2]);
-  const T k = T(h.common.lr);
+  using T = MathOf<kP>;
+  StoreOf<kP>* __restrict p = static_cast<StoreOf<kP>*>(t.p);
+  const StoreOf<kP>* __restrict g = static_cast<const StoreOf<kP>*>(t.g);
+  const T zero = T(h.common.lr);
   for_each_block<T>(begin, end, [&](auto tag, std::size_t i) {
     using V = decltype(tag);
-    const V x = V::load(g + i) * V::set(k);
-    (V::load(p + i) + x).store(p + i);
-    if (s0 != nullptr) (V::load(s0 + i) + x).store(s0 + i);
-    if (s1 != nullptr) (V::load(s1 + i) + x).store(s1 + i);
-    if (s2 != nullptr) (V::load(s2 + i) + x).store(s2 + i);
+    const V x = load_param<kP>(tag, g + i) * V::set(zero);
+    bool done = false;
+    if constexpr (kP == DType::F16 || kP == DType::BF16) {
+      if (t.master != nullptr) {
+        const V m = V::load(t.master + i) + x;
+        m.store(t.master + i);
+        store_param<kP>(m, p + i);
+        done = true;
+      }
+    }
+    if (!done) store_param<kP>(load_param<kP>(tag, p + i) + x, p + i);
+    for (int s = 0; s < kMaxSlots; ++s) {
+      if (t.s[s] == nullptr) continue;
+      if constexpr (kS == StateKind::Math) {
+        T* b = static_cast<T*>(t.s[s]);
+        (V::load(b + i) + x).store(b + i);
+      } else if constexpr (kS == StateKind::BF16) {
+        std::uint16_t* b = static_cast<std::uint16_t*>(t.s[s]);
+        store_u16(bf16_rne_bits(load_bf16(tag, b + i) + x), b + i);
+      } else {
+        std::uint8_t* b = static_cast<std::uint8_t*>(t.s[s]);
+        store_u8(load_u8(tag, b + i) | to_uint(V::set(zero)), b + i);
+        if (i % kQBlock == 0) t.q[s][i / kQBlock] += zero;
+      }
+    }
   });
+}
+
+// The 8-bit code on its own: whole arrays, block by block.
+template <bool kSigned>
+void q8_encode_array(const float* x, std::size_t n, std::uint8_t* codes, float* absmax) {
+  using WF = typename Wide<float>::type;
+  for (std::size_t lo = 0; lo < n; lo += kQBlock) {
+    const std::size_t hi = lo + kQBlock < n ? lo + kQBlock : n;
+    WF wide = WF::set(0);
+    Scalar<float> tail = Scalar<float>::set(0);
+    for_each_block<float>(lo, hi, [&](auto tag, std::size_t i) {
+      using V = decltype(tag);
+      if constexpr (V::kLanes == 1) tail = max_nan(tail, finite_abs(V::load(x + i)));
+      else wide = max_nan(wide, finite_abs(V::load(x + i)));
+    });
+    float lanes[WF::kLanes];
+    wide.store(lanes);
+    float m = tail.v;
+    for (float v : lanes) m = v > m ? v : m;
+    const float inv = m > 0 ? kQMax / m : 0.0f;
+    for_each_block<float>(lo, hi, [&](auto tag, std::size_t i) {
+      using V = decltype(tag);
+      store_u8(q8_encode<kSigned>(V::load(x + i), V::set(inv)), codes + i);
+    });
+    absmax[lo / kQBlock] = m;
+  }
+}
+
+template <bool kSigned>
+void q8_decode_array(const std::uint8_t* codes, const float* absmax, std::size_t n, float* x) {
+  for (std::size_t lo = 0; lo < n; lo += kQBlock) {
+    const std::size_t hi = lo + kQBlock < n ? lo + kQBlock : n;
+    const float scale = absmax[lo / kQBlock] / kQMax;
+    for_each_block<float>(lo, hi, [&](auto tag, std::size_t i) {
+      using V = decltype(tag);
+      q8_decode<kSigned, V>(load_u8(tag, codes + i), V::set(scale)).store(x + i);
+    });
+  }
 }
 
 }  // namespace
@@ -244,14 +457,43 @@ const KernelTable& table() {
   static const KernelTable t = [] {
     KernelTable k{};
     k.name = AO_ISA_NAME;
-#define AO_RULE(Type)                                                                   \
-  k.rule[static_cast<int>(RuleId::Type)][0] = &rule_chunk<rules::Type, float>;          \
-  k.rule[static_cast<int>(RuleId::Type)][1] = &rule_chunk<rules::Type, double>;
+    constexpr auto M = StateKind::Math, B = StateKind::BF16, Q = StateKind::Q8;
+    constexpr auto R = ParamMode::Round, MW = ParamMode::Master, SR = ParamMode::Stochastic;
+    auto at = [&](RuleId r, DType d, StateKind s, ParamMode m) -> ChunkFn& {
+      return k.rule[static_cast<int>(r)][static_cast<int>(d)][static_cast<int>(s)][static_cast<int>(m)];
+    };
+#define AO_STATES(Type, D, Mode)                                    \
+  at(RuleId::Type, D, M, Mode) = &rule_chunk<rules::Type, D, M, Mode>; \
+  at(RuleId::Type, D, B, Mode) = &rule_chunk<rules::Type, D, B, Mode>; \
+  at(RuleId::Type, D, Q, Mode) = &rule_chunk<rules::Type, D, Q, Mode>;
+#define AO_RULE(Type)                                                              \
+  at(RuleId::Type, DType::F64, M, R) = &rule_chunk<rules::Type, DType::F64, M, R>; \
+  AO_STATES(Type, DType::F32, R)                                                   \
+  AO_STATES(Type, DType::F16, R)                                                   \
+  AO_STATES(Type, DType::F16, MW)                                                  \
+  AO_STATES(Type, DType::F16, SR)                                                  \
+  AO_STATES(Type, DType::BF16, R)                                                  \
+  AO_STATES(Type, DType::BF16, MW)                                                 \
+  AO_STATES(Type, DType::BF16, SR)
 #include "rules/rules.def"
-    k.probe[0] = &probe_chunk<float>;
-    k.probe[1] = &probe_chunk<double>;
-    k.sumsq[0] = &sumsq_chunk<float>;
-    k.sumsq[1] = &sumsq_chunk<double>;
+#undef AO_STATES
+    k.probe[static_cast<int>(DType::F64)][static_cast<int>(M)] = &probe_chunk<DType::F64, M>;
+#define AO_PROBES(D)                                                    \
+  k.probe[static_cast<int>(D)][static_cast<int>(M)] = &probe_chunk<D, M>; \
+  k.probe[static_cast<int>(D)][static_cast<int>(B)] = &probe_chunk<D, B>; \
+  k.probe[static_cast<int>(D)][static_cast<int>(Q)] = &probe_chunk<D, Q>;
+    AO_PROBES(DType::F32)
+    AO_PROBES(DType::F16)
+    AO_PROBES(DType::BF16)
+#undef AO_PROBES
+    k.sumsq[static_cast<int>(DType::F32)] = &sumsq_chunk<DType::F32>;
+    k.sumsq[static_cast<int>(DType::F64)] = &sumsq_chunk<DType::F64>;
+    k.sumsq[static_cast<int>(DType::F16)] = &sumsq_chunk<DType::F16>;
+    k.sumsq[static_cast<int>(DType::BF16)] = &sumsq_chunk<DType::BF16>;
+    k.q8_encode[0] = &q8_encode_array<true>;
+    k.q8_encode[1] = &q8_encode_array<false>;
+    k.q8_decode[0] = &q8_decode_array<true>;
+    k.q8_decode[1] = &q8_decode_array<false>;
     return k;
   }();
   return t;

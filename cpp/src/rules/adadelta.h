@@ -14,6 +14,7 @@ struct Adadelta : RuleBase {
   static constexpr std::array kFields{Field<Params>{"rho", &Params::rho}, Field<Params>{"eps", &Params::eps}};
   static constexpr unsigned kFlags = 0;
   static constexpr std::array kSlots{"square_avg", "acc_delta"};
+  static constexpr unsigned kUnsignedSlots = 0b11u;  // never negative: both are squares
 
   static unsigned needed(const Common&, const Params&) { return 3u; }
   static double slot_init(const Params&, int) { return 0.0; }

@@ -15,6 +15,7 @@ struct Adagrad : RuleBase {
                                       Field<Params>{"initial_accumulator_value", &Params::initial_accumulator_value}};
   static constexpr unsigned kFlags = 0;
   static constexpr std::array kSlots{"sum"};
+  static constexpr unsigned kUnsignedSlots = 0b1u;  // never negative: a sum of squares
   static constexpr bool kEagerState = true;
 
   static unsigned needed(const Common&, const Params&) { return 1u; }

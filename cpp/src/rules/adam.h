@@ -15,6 +15,7 @@ struct Adam : RuleBase {
                                       Field<Params>{"eps", &Params::eps}, Field<Params>{"eps_root", &Params::eps_root}};
   static constexpr unsigned kFlags = flag::amsgrad;
   static constexpr std::array kSlots{"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+  static constexpr unsigned kUnsignedSlots = 0b110u;  // never negative: the second moments
 
   static unsigned needed(const Common& c, const Params&) { return 3u | ((c.flags & flag::amsgrad) ? 4u : 0u); }
   static double slot_init(const Params&, int) { return 0.0; }

@@ -15,6 +15,7 @@ struct Adamax : RuleBase {
                                       Field<Params>{"eps", &Params::eps}};
   static constexpr unsigned kFlags = 0;
   static constexpr std::array kSlots{"exp_avg", "exp_inf"};
+  static constexpr unsigned kUnsignedSlots = 0b10u;  // never negative: the infinity norm
 
   static unsigned needed(const Common&, const Params&) { return 3u; }
   static double slot_init(const Params&, int) { return 0.0; }

@@ -17,6 +17,7 @@ struct NAdam : RuleBase {
                                       Field<Params>{"momentum_decay", &Params::momentum_decay}};
   static constexpr unsigned kFlags = 0;
   static constexpr std::array kSlots{"exp_avg", "exp_avg_sq"};
+  static constexpr unsigned kUnsignedSlots = 0b10u;  // never negative: the second moment
   static constexpr std::array kState{StateField{"mu_product", 1.0}};
 
   static unsigned needed(const Common&, const Params&) { return 3u; }

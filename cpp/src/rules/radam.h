@@ -17,6 +17,7 @@ struct RAdam : RuleBase {
                                       Field<Params>{"eps", &Params::eps}, Field<Params>{"eps_root", &Params::eps_root}};
   static constexpr unsigned kFlags = 0;
   static constexpr std::array kSlots{"exp_avg", "exp_avg_sq"};
+  static constexpr unsigned kUnsignedSlots = 0b10u;  // never negative: the second moment
 
   static unsigned needed(const Common&, const Params&) { return 3u; }
   static double slot_init(const Params&, int) { return 0.0; }

@@ -23,7 +23,7 @@ typename R::Params params_of(const Hyper& h) {
 
 template <class R>
 RuleInfo info_of(RuleId id) {
-  RuleInfo r{id, R::kName, {}, {}, {}, R::kFlags | flag::kCommon, R::kEagerState};
+  RuleInfo r{id, R::kName, {}, {}, {}, R::kFlags | flag::kCommon, R::kEagerState, R::kUnsignedSlots};
   for (const auto& f : R::kFields) r.fields.push_back(f.name);
   for (const char* s : R::kSlots) r.slots.push_back(s);
   for (const auto& s : R::kState) r.state.push_back(s);

@@ -19,6 +19,7 @@ struct RuleInfo {
   std::vector<StateField> state;    // per-parameter scalar state
   unsigned flags;                   // accepted option flags, flag::kCommon included
   bool eager_state;                 // state created at construction (torch's Adagrad)
+  unsigned unsigned_slots;          // bit k: slot k is never negative
 };
 
 // Every rule, in id order.

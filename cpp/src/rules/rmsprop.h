@@ -8,6 +8,7 @@
 //   kName, Params + kFields   named hyperparameters besides Common (lr, weight_decay, flags)
 //   kFlags                    the option flags it accepts besides maximize/decoupled_weight_decay
 //   kSlots                    state buffers, torch's names, in slot order
+//   kUnsignedSlots            bit k: slot k is never negative (its 8-bit code has no sign)
 //   needed(), slot_init()     which slots the options use; the value a new buffer starts at
 //   Scalars + scalars()       per-step values computed once per tensor, in double
 //   Ctx<W>                    those values in the element type, built once per chunk
@@ -30,6 +31,7 @@ struct RMSprop : RuleBase {
       Field<Params>{"momentum", &Params::momentum}, Field<Params>{"initial_scale", &Params::initial_scale}};
   static constexpr unsigned kFlags = flag::centered | flag::nesterov | flag::eps_in_sqrt | flag::bias_correction;
   static constexpr std::array kSlots{"square_avg", "momentum_buffer", "grad_avg"};
+  static constexpr unsigned kUnsignedSlots = 0b001u;  // never negative: square_avg
 
   static unsigned needed(const Common& c, const Params& p) {
     return 1u | (p.momentum != 0 ? 2u : 0u) | ((c.flags & flag::centered) ? 4u : 0u);

@@ -15,6 +15,7 @@ struct SGD : RuleBase {
                                       Field<Params>{"dampening", &Params::dampening}};
   static constexpr unsigned kFlags = flag::nesterov;
   static constexpr std::array kSlots{"momentum_buffer"};
+  static constexpr unsigned kUnsignedSlots = 0u;  // never negative: none
 
   static unsigned needed(const Common&, const Params& p) { return p.momentum != 0 ? 1u : 0u; }
   static double slot_init(const Params&, int) { return 0.0; }
