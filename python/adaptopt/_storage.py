@@ -100,7 +100,12 @@ def new_buffer(p: np.ndarray, storage: Storage, init: float, unsigned: bool) -> 
         return np.full(p.shape, init, dt) if init else np.zeros(p.shape, dt)
     if storage.state == BF16:
         return np.full(p.shape, init, BFLOAT16)
-    return quantize(np.full(p.shape, init, np.float32), unsigned)
+    # Every element equal: the largest code with absmax = init, or zero (the smallest code when
+    # unsigned, which has no zero) with absmax 0. Built directly: a float32 array of the
+    # param's size would be a temporary four times the state's.
+    code = (0xFF if unsigned else 0x7F) if init else (1 if unsigned else 0)
+    codes = np.full(p.shape, code, np.uint8) if code else np.zeros(p.shape, np.uint8)
+    return codes, np.full(blocks(p), init, np.float32)
 
 
 def new_master(p: np.ndarray) -> np.ndarray:
