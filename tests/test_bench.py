@@ -651,3 +651,16 @@ def test_memory_mode_tiny(tmp_path):
 def test_chunked_fill_makes_no_wide_temporary():
     a = memory.chunked(10**5 + 7, BF16, seed=1, scale=1.0)
     assert a.dtype == BF16 and a.size == 10**5 + 7 and np.isfinite(a.astype(np.float32)).all()
+
+
+def test_storage_tables_script(storage_sweep, tmp_path):
+    sweep_json = tmp_path / "s.json"
+    sweep_json.write_text(json.dumps(storage_sweep))
+    tdoc = targets.run(["--size", "1e4", "--rounds", "1", "--min-time", "0.005", "--max-wait", "0",
+                        "--threads", "1", "--no-bnb", "-q", "--json", str(tmp_path / "t.json")])
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "make_storage_table.py"), "--targets",
+                          str(tmp_path / "t.json"), "--sweep", str(sweep_json)],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.startswith("| target | goal |") and "| adam | bf16-sr-8bit | 1 |" in out
+    assert len([line for line in out.splitlines() if line.startswith("| adam |")]) == 3
+    assert any(t["rounds"] == [None] for t in tdoc["targets"] if "bitsandbytes" in t["target"])

@@ -121,9 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
                          ". The traffic model counts each stream in its width (8-bit state: 1 byte "
                          "+ 8 bytes of absmax per 256 elements); the probe streams the same widths")
     ap.add_argument("--no-floor", dest="floor", action="store_false",
-                    help="skip the compute floor (the step's time per element with its arrays in "
-                         "L2, measured once per configuration x storage x threads, reported beside "
-                         "each point)")
+                    help="skip the compute floor (the fastest step's time per element with its "
+                         "arrays in L2, measured once per configuration x storage x threads, "
+                         "reported beside each point; a point whose floor is slower than its probe "
+                         "is compute-bound)")
     ap.add_argument("--isa", dest="isas", type=_choices(adaptopt.available_isas(), "ISA"),
                     help=f"comma list from {', '.join(adaptopt.available_isas())} "
                          f"(default: the active one, {adaptopt.isa()})")

@@ -112,7 +112,8 @@ class Point(_Record):
     rss_growth_bytes: int  # that peak less the RSS before (state buffers plus temporaries)
     other_load: float  # cores other processes kept busy during the step or the probe (the larger)
     # The compute floor (None with --no-floor): the same configuration and storage stepped at
-    # floor_size elements (arrays in L2), at the point's threads and ISA; its median per element
+    # floor_size elements (arrays in L2), at the point's threads and ISA; its fastest step
+    # (min_s) per element
     floor_size: int | None = None
     floor_s_per_element: float | None = None
     floor_gb_per_s: float | None = None  # bytes_per_element / floor_s_per_element
