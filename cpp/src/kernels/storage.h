@@ -305,7 +305,9 @@ AO_INLINE typename Companion<V>::U q8_encode(V x, V inv_scale) {
   const U sub = to_uint(y * V::set(Q::kSubScale));
   U mag = select(lt(y, V::set(Q::kMinNormal)), sub, normal);
   if constexpr (!kSigned) mag = umax(mag, U::set(1u));  // no zero: the smallest code
-  const U code = kSigned ? (mag | sign.template shl<7>()) : mag;
+  // A magnitude that rounds to 0 takes no sign: the code of -0 (0x80) stands for a non-finite
+  // value, so a small negative value (or -0.0) must encode as +0, not decode as NaN.
+  const U code = kSigned ? select(ueq(mag, U::set(0u)), mag, mag | sign.template shl<7>()) : mag;
   const auto finite = ult(b & U::set(0x7FFFFFFFu), U::set(0x7F800000u));
   return select(finite, code, U::set(Q::kNonFinite));
 }
