@@ -294,7 +294,10 @@ AO_INLINE typename Companion<V>::U q8_encode(V x, V inv_scale) {
   using Q = QCode<kSigned>;
   const U b = ubits(x);
   const U sign = b.template shr<31>();
-  const V y0 = abs(x) * inv_scale;
+  // 0 stays 0 where inv_scale is infinite (a block of subnormals whose absmax is below
+  // kQMax / FLT_MAX): 0 * Inf would be NaN, whose bits make no code.
+  const V ax = abs(x);
+  const V y0 = select(lt(V::set(0), ax), ax * inv_scale, V::set(0));
   const V y = select(lt(V::set(kQMax), y0), V::set(kQMax), y0);  // clamps rounding above kQMax
   // normal: round the mantissa to 3 bits (nearest even), rebias the exponent
   const U yb = ubits(y);
