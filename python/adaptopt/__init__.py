@@ -1,11 +1,11 @@
-"""adaptopt: fused SIMD + OpenMP CPU kernels for RMSProp, AdaGrad, Adadelta and Adam/AdamW,
+"""adaptopt: fused SIMD + multi-threaded CPU kernels for RMSProp, AdaGrad, Adadelta and Adam/AdamW,
 applied in place to NumPy arrays, behind a torch.optim-like API."""
 
-from . import _core
-from . import functional, schedules
+from . import _core, _threadpool, functional, schedules
 from .optim import SGD, Adadelta, Adagrad, Adam, AdamW, Optimizer, RMSprop, SparseRows
 
 __version__ = _core.__version__
+_threadpool.register()  # threadpoolctl sees and limits adaptopt's pool
 
 __all__ = [
     "Optimizer", "RMSprop", "Adagrad", "Adadelta", "Adam", "AdamW", "SGD", "SparseRows",
@@ -33,7 +33,8 @@ def set_isa(name: str) -> None:
 
 
 def get_num_threads() -> int:
-    """Threads used for large steps (default: OpenMP's, which honours OMP_NUM_THREADS)."""
+    """Threads used for large steps (default: the CPUs this process may run on, or
+    OMP_NUM_THREADS when set). ``threadpoolctl.threadpool_limits`` limits it too."""
     return _core.get_num_threads()
 
 
