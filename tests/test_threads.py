@@ -8,6 +8,7 @@ import ctypes
 import os
 import subprocess
 import sys
+import textwrap
 import threading
 
 import adaptopt
@@ -126,9 +127,10 @@ def test_default_follows_a_restricted_affinity_mask():
 def pool_stats():
     """The native pool's counters (ctypes: nothing in the Python API)."""
     lib = ctypes.CDLL(adaptopt._core.__file__)
-    out = (ctypes.c_longlong * 5)()
+    keys = ("workers", "sleeping", "jobs", "chunks_by_workers", "serial_fallbacks", "wait_ns",
+            "long_waits", "stepped_aside", "moved_off", "wakes_skipped")
+    out = (ctypes.c_longlong * len(keys))()
     lib.adaptopt_pool_stats(out)
-    keys = ("workers", "sleeping", "jobs", "chunks_by_workers", "serial_fallbacks")
     return dict(zip(keys, out))
 
 
@@ -167,6 +169,46 @@ def test_one_thread_does_not_use_the_pool():
     before = pool_stats()
     adaptopt.Adam([p], track_stats=True, max_grad_norm=1.0).step([np.ones_like(p)])
     assert pool_stats()["jobs"] == before["jobs"]
+
+
+def test_one_cpu_two_threads_workers_step_aside():
+    """A process restricted to one CPU with 2 threads: the worker always finds itself on the
+    caller's CPU, steps aside (nowhere to move) and stops being woken for a while; the results
+    are those of one thread."""
+    code = textwrap.dedent("""
+        import os, sys, time
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        import numpy as np, adaptopt
+        sys.path.insert(0, sys.argv[1])
+        from test_threads import pool_stats
+        rng = np.random.default_rng(4)
+        init = [rng.standard_normal(300_001).astype(np.float32), rng.standard_normal(70_003)]
+        grads = [rng.standard_normal(a.shape).astype(a.dtype) for a in init]
+        out = []
+        for threads in (1, 2):
+            adaptopt.set_num_threads(threads)
+            params = [a.copy() for a in init]
+            opt = adaptopt.Adam(params, amsgrad=True, track_stats=True)
+            for _ in range(5):
+                opt.step(grads)
+            out.append((params, opt.last_stats))
+        assert all(a.tobytes() == b.tobytes() for a, b in zip(out[0][0], out[1][0]))
+        assert out[0][1] == out[1][1]
+        deadline = time.monotonic() + 20
+        while pool_stats()["stepped_aside"] == 0 and time.monotonic() < deadline:
+            opt.step(grads)
+        s = pool_stats()
+        for _ in range(10):
+            opt.step(grads)
+        t = pool_stats()
+        assert s["stepped_aside"] > 0, s
+        assert s["moved_off"] == 0 and s["chunks_by_workers"] == 0, s
+        assert t["wakes_skipped"] > s["wakes_skipped"], (s, t)
+        print("OK")
+    """)
+    out = subprocess.run([sys.executable, "-c", code, os.path.dirname(os.path.abspath(__file__))],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stdout + out.stderr
 
 
 # ---------------------------------------------------------------- threadpoolctl

@@ -198,13 +198,20 @@ ADAPTOPT_EXPORT void adaptopt_set_num_threads(int n) {
   if (n >= 1) adaptopt::set_num_threads(n);
 }
 ADAPTOPT_EXPORT const char* adaptopt_version(void) { return ADAPTOPT_VERSION; }
-// Pool counters for tests: workers spawned in this process, asleep now, jobs, chunks run by
-// workers, calls that ran serially because the pool was busy.
-ADAPTOPT_EXPORT void adaptopt_pool_stats(long long out[5]) {
+// Pool counters for tests and benchmarks: workers spawned in this process, asleep now, jobs,
+// chunks run by workers, calls that ran serially because the pool was busy, ns callers waited
+// for chunks in flight, jobs that waited over 100 us, times a worker stepped aside (it ran on
+// the caller's CPU), times one moved off it, jobs that did not wake sleeping workers (backoff).
+ADAPTOPT_EXPORT void adaptopt_pool_stats(long long out[10]) {
   const adaptopt::PoolStats s = adaptopt::pool_stats();
   out[0] = s.workers;
   out[1] = s.sleeping;
   out[2] = static_cast<long long>(s.jobs);
   out[3] = static_cast<long long>(s.chunks_by_workers);
   out[4] = static_cast<long long>(s.serial_fallbacks);
+  out[5] = static_cast<long long>(s.wait_ns);
+  out[6] = static_cast<long long>(s.long_waits);
+  out[7] = static_cast<long long>(s.stepped_aside);
+  out[8] = static_cast<long long>(s.moved_off);
+  out[9] = static_cast<long long>(s.wakes_skipped);
 }

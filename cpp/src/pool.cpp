@@ -19,9 +19,17 @@
 // budget is kSpinCapNs, halved each time a spin found nothing and the next job came much later
 // (the host does other work between steps: spinning only takes its cores) and restored when a
 // job arrives during or soon after the spin (back-to-back steps). Then they sleep on the futex.
+// A worker never spins on the CPU the last caller ran on.
+//
+// CPU placement. Right after a host's BLAS or OpenMP work, that library's threads still spin on
+// the other CPUs, so the OS often wakes our worker on the caller's own CPU, where the two take
+// turns and nothing runs in parallel. A worker that finds itself there moves (its affinity for
+// the job: every CPU it may use but the caller's; restored after the job); if there is no other
+// CPU it steps aside, and the caller stops waking workers for 1, 2, 4 ... 64 jobs.
 #include "pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <time.h>
 
@@ -57,6 +65,7 @@ constexpr std::uint32_t kWaitBit = 1u << 31;   // in Slot::done: the caller slee
 constexpr std::size_t kMaxChunks = kWaitBit - 1;
 constexpr std::int64_t kDoneSpinNs = 20'000;   // caller's spin for in-flight chunks before sleeping
 constexpr std::int64_t kMinSpinNs = 500;       // below this a worker does not bother spinning
+constexpr int kMaxSkipWakes = 64;              // longest run of jobs that wake nobody (see pool_run)
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -72,6 +81,15 @@ inline std::int64_t now_ns() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// The CPU the calling thread runs on (-1 if unknown): glibc reads it from rseq or the vDSO.
+inline int current_cpu() {
+#if defined(__linux__)
+  return sched_getcpu();
+#else
+  return -1;
+#endif
 }
 
 using Word = std::atomic<std::uint32_t>;
@@ -124,7 +142,12 @@ struct Pool {
   std::atomic<int> workers{0};
   std::atomic<int> ranges_used{0};
   std::atomic<std::int64_t> last_job_ns{kSpinCapNs};
-  std::atomic<std::uint64_t> jobs{0}, chunks_by_workers{0}, serial_fallbacks{0};
+  // The CPU the caller of the current job last claimed a chunk on.
+  alignas(64) std::atomic<int> caller_cpu{-1};
+  std::atomic<std::uint64_t> jobs{0}, chunks_by_workers{0}, serial_fallbacks{0}, wait_ns{0}, long_waits{0},
+      stepped_aside{0}, moved_off{0}, wakes_skipped{0};
+  // Wake-up backoff, touched only by the holder of `busy`.
+  int skip_wakes = 0, skip_next = 1;
   Slot slots[2];
   Range ranges[kPoolMaxThreads];
 };
@@ -139,11 +162,44 @@ inline std::uint32_t range_begin(std::uint32_t r, std::uint32_t parts, std::uint
   return static_cast<std::uint32_t>(static_cast<std::uint64_t>(r) * n / parts);
 }
 
+// A worker thread's own state.
+struct Worker {
+  std::uint32_t id = 0;  // 1-based participant number
+#if defined(__linux__)
+  cpu_set_t allowed;  // its affinity when it started
+  bool have_allowed = false;
+  bool moved = false;  // its affinity currently excludes the caller's CPU
+
+  // Leaves `cpu` for one of the other CPUs it may use; false if there is none.
+  bool move_off(int cpu) {
+    if (!have_allowed) return false;
+    cpu_set_t others = allowed;
+    CPU_CLR(cpu, &others);
+    if (CPU_COUNT(&others) == 0 || pthread_setaffinity_np(pthread_self(), sizeof others, &others) != 0)
+      return false;
+    moved = true;
+    return true;
+  }
+  void restore() {
+    if (moved) pthread_setaffinity_np(pthread_self(), sizeof allowed, &allowed);
+    moved = false;
+  }
+#else
+  bool move_off(int) { return false; }
+  void restore() {}
+#endif
+};
+
 // Claims and runs chunks of job g: range `me` first, then the others in turn. Returns the
-// number run. A worker adds each to slot.done (and wakes a sleeping caller); the caller counts.
+// number run. The caller (self == nullptr, me = 0) counts its chunks itself and keeps
+// caller_cpu current; a worker adds each chunk to slot.done (and wakes a sleeping caller), and
+// before each claim checks that it is not on the caller's CPU (see the top of this file): it
+// moves once, else it stops and sets *aside.
 std::uint32_t claim_and_run(Pool& P, std::uint32_t me, std::uint32_t parts, std::uint32_t n, std::uint32_t g,
-                            ChunkBody body, void* ctx, Slot* done_slot) {
+                            ChunkBody body, void* ctx, Slot* done_slot, Worker* self, bool* aside) {
   std::uint32_t ran = 0;
+  int last_cpu = P.caller_cpu.load(std::memory_order_relaxed);
+  bool tried_move = false;
   for (std::uint32_t k = 0; k < parts; ++k) {
     const std::uint32_t r = (me + k) % parts;
     const std::uint32_t end = range_begin(r + 1, parts, n);
@@ -153,6 +209,21 @@ std::uint32_t claim_and_run(Pool& P, std::uint32_t me, std::uint32_t parts, std:
       if (static_cast<std::uint32_t>(cur >> 32) != g) return ran;  // job g is over
       const std::uint32_t i = static_cast<std::uint32_t>(cur);
       if (i >= end) break;
+      const int cpu = current_cpu();
+      if (self == nullptr) {
+        if (cpu != last_cpu) P.caller_cpu.store(last_cpu = cpu, std::memory_order_relaxed);
+      } else if (cpu >= 0 && cpu == P.caller_cpu.load(std::memory_order_relaxed)) {
+        if (!tried_move) {
+          tried_move = true;
+          if (self->move_off(cpu)) {
+            P.moved_off.fetch_add(1, std::memory_order_relaxed);
+            continue;  // now on another CPU (the kernel migrates the thread at once)
+          }
+        }
+        P.stepped_aside.fetch_add(1, std::memory_order_relaxed);
+        *aside = true;
+        return ran;
+      }
       POOL_HOOK(2);
       if (w.compare_exchange_weak(cur, cur + 1, std::memory_order_acquire, std::memory_order_relaxed)) {
         body(ctx, i);
@@ -168,8 +239,9 @@ std::uint32_t claim_and_run(Pool& P, std::uint32_t me, std::uint32_t parts, std:
   return ran;
 }
 
-// Worker `id` (1-based) joins job g if it is one of its participants.
-void join_job(Pool& P, std::uint32_t id, std::uint32_t g) {
+// Worker `self` joins job g if it is one of its participants. Returns true if it stepped aside
+// (it ran on the caller's CPU and could not move).
+bool join_job(Pool& P, Worker& self, std::uint32_t g) {
   Slot& s = P.slots[g & 1];
   POOL_HOOK(0);
   // Acquire pairs with the release stores in pool_run: if any field read here comes from a later
@@ -179,9 +251,12 @@ void join_job(Pool& P, std::uint32_t id, std::uint32_t g) {
   const std::uint32_t n = s.nchunks.load(std::memory_order_acquire);
   const std::uint32_t parts = s.parts.load(std::memory_order_acquire);
   POOL_HOOK(1);
-  if (id >= parts) return;
-  const std::uint32_t ran = claim_and_run(P, id, parts, n, g, body, ctx, &s);
+  if (self.id >= parts) return false;
+  bool aside = false;
+  const std::uint32_t ran = claim_and_run(P, self.id, parts, n, g, body, ctx, &s, &self, &aside);
+  self.restore();
   if (ran) P.chunks_by_workers.fetch_add(ran, std::memory_order_relaxed);
+  return aside;
 }
 
 struct WorkerStart {
@@ -198,20 +273,28 @@ void* worker_main(void* arg) {
   pthread_setname_np(pthread_self(), name);
 #endif
   Pool& P = the_pool();
+  Worker self;
+  self.id = start.id;
+#if defined(__linux__)
+  self.have_allowed = pthread_getaffinity_np(pthread_self(), sizeof self.allowed, &self.allowed) == 0;
+#endif
   std::uint32_t seen = start.seen;
   std::int64_t budget = kSpinCapNs;
+  bool aside = false;  // the last job found this worker on the caller's CPU: sleep at once
   for (;;) {
     std::uint32_t g = P.gen.load(std::memory_order_acquire);
     if (g == seen) {
-      const std::int64_t limit = std::min(budget, P.last_job_ns.load(std::memory_order_relaxed));
+      const std::int64_t limit = aside ? 0 : std::min(budget, P.last_job_ns.load(std::memory_order_relaxed));
       const std::int64_t t0 = now_ns();
       if (limit >= kMinSpinNs) {
-        do {
+        // Spinning on the CPU of the thread that will publish the next job would delay it.
+        while (g == seen && now_ns() - t0 < limit &&
+               current_cpu() != P.caller_cpu.load(std::memory_order_relaxed)) {
           for (int i = 0; i < 16 && g == seen; ++i) {
             cpu_relax();
             g = P.gen.load(std::memory_order_acquire);
           }
-        } while (g == seen && now_ns() - t0 < limit);
+        }
       }
       if (g != seen) {
         budget = kSpinCapNs;  // a job came while spinning: keep spinning
@@ -226,7 +309,7 @@ void* worker_main(void* arg) {
       }
     }
     seen = g;
-    join_job(P, start.id, g);
+    aside = join_job(P, self, g);
   }
   return nullptr;
 }
@@ -255,10 +338,10 @@ void ensure_workers(Pool& P, int want) {
   P.workers.store(have, std::memory_order_relaxed);
 }
 
-// Waits until slot.done counts `want` chunks.
-void wait_done(Word& done, std::uint32_t want) {
+// Waits until slot.done counts `want` chunks; returns the time waited (0 if none).
+std::int64_t wait_done(Word& done, std::uint32_t want) {
   std::uint32_t v = done.load(std::memory_order_acquire);
-  if (v == want) return;
+  if (v == want) return 0;
   const std::int64_t t0 = now_ns();
   do {
     for (int i = 0; i < 16 && v != want; ++i) {
@@ -275,6 +358,7 @@ void wait_done(Word& done, std::uint32_t want) {
     wait_on(done, v);
     v = done.load(std::memory_order_acquire);
   }
+  return now_ns() - t0;
 }
 
 void run_serial(std::size_t nchunks, ChunkBody body, void* ctx) {
@@ -324,11 +408,35 @@ void pool_run(std::size_t nchunks, const PoolOptions& opt, ChunkBody body, void*
   const std::uint64_t tag = static_cast<std::uint64_t>(g) << 32;
   for (std::uint32_t r = 0; r < static_cast<std::uint32_t>(used); ++r)
     P.ranges[r].word.store(tag | (r < np ? range_begin(r, np, n) : 0xffffffffu), std::memory_order_relaxed);
+  P.caller_cpu.store(current_cpu(), std::memory_order_relaxed);
+  const std::uint64_t aside0 = P.stepped_aside.load(std::memory_order_relaxed);
   const std::int64_t t0 = now_ns();
   P.gen.store(g, std::memory_order_seq_cst);  // publishes everything above
-  if (opt.wake && P.sleepers.load(std::memory_order_seq_cst) > 0) wake_all(P.gen);
-  const std::uint32_t mine = claim_and_run(P, 0, np, n, g, body, ctx, nullptr);
-  wait_done(s.done, n - mine);
+  // Contention-aware wake-ups: when the workers woken for a job stepped aside (on the caller's
+  // CPU, with nowhere else to go) and ran nothing, the next 1, 2, 4 ... 64 jobs wake nobody
+  // (workers still spinning join all the same); then one wakes them again to probe. A job they
+  // help resets the backoff.
+  bool wake = opt.wake && P.sleepers.load(std::memory_order_seq_cst) > 0;
+  if (wake && P.skip_wakes > 0) {
+    --P.skip_wakes;
+    wake = false;
+    P.wakes_skipped.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (wake) wake_all(P.gen);
+  const std::uint32_t mine = claim_and_run(P, 0, np, n, g, body, ctx, nullptr, nullptr, nullptr);
+  const std::int64_t waited = wait_done(s.done, n - mine);
+  if (wake) {
+    if (mine < n) {
+      P.skip_next = 1;
+    } else if (P.stepped_aside.load(std::memory_order_relaxed) != aside0) {
+      P.skip_wakes = P.skip_next;
+      P.skip_next = std::min(2 * P.skip_next, kMaxSkipWakes);
+    }
+  }
+  if (waited) {
+    P.wait_ns.fetch_add(static_cast<std::uint64_t>(waited), std::memory_order_relaxed);
+    if (waited > 100'000) P.long_waits.fetch_add(1, std::memory_order_relaxed);
+  }
   P.jobs.fetch_add(1, std::memory_order_relaxed);
   P.last_job_ns.store(now_ns() - t0, std::memory_order_relaxed);
   P.busy.store(false, std::memory_order_release);
@@ -336,8 +444,9 @@ void pool_run(std::size_t nchunks, const PoolOptions& opt, ChunkBody body, void*
 
 PoolStats pool_stats() {
   Pool& P = the_pool();
-  return PoolStats{P.workers.load(), P.sleepers.load(), P.jobs.load(), P.chunks_by_workers.load(),
-                   P.serial_fallbacks.load()};
+  return PoolStats{P.workers.load(),          P.sleepers.load(), P.jobs.load(), P.chunks_by_workers.load(),
+                   P.serial_fallbacks.load(), P.wait_ns.load(),  P.long_waits.load(),
+                   P.stepped_aside.load(), P.moved_off.load(),   P.wakes_skipped.load()};
 }
 
 }  // namespace adaptopt

@@ -38,6 +38,11 @@ struct PoolStats {
   std::uint64_t jobs;          // jobs published
   std::uint64_t chunks_by_workers;  // chunks run by workers (the rest ran on callers)
   std::uint64_t serial_fallbacks;   // calls that found the pool busy and ran on their own thread
+  std::uint64_t wait_ns;            // time callers waited for chunks in flight on workers
+  std::uint64_t long_waits;         // jobs whose caller waited over 100 us (a worker preempted?)
+  std::uint64_t stepped_aside;      // times a worker left a job because it ran on the caller's CPU
+  std::uint64_t moved_off;          // times a worker moved off the caller's CPU to work elsewhere
+  std::uint64_t wakes_skipped;      // jobs that left sleeping workers asleep (backoff, see pool_run)
 };
 PoolStats pool_stats();
 
