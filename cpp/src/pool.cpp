@@ -284,7 +284,8 @@ void* worker_main(void* arg) {
   for (;;) {
     std::uint32_t g = P.gen.load(std::memory_order_acquire);
     if (g == seen) {
-      const std::int64_t limit = aside ? 0 : std::min(budget, P.last_job_ns.load(std::memory_order_relaxed));
+      const std::int64_t limit =
+          aside ? 0 : ADAPTOPT_POOL_SPIN_ADAPTIVE ? std::min(budget, P.last_job_ns.load(std::memory_order_relaxed)) : kSpinCapNs;
       const std::int64_t t0 = now_ns();
       if (limit >= kMinSpinNs) {
         // Spinning on the CPU of the thread that will publish the next job would delay it.

@@ -25,7 +25,15 @@ struct PoolOptions {
 };
 
 constexpr int kPoolMaxThreads = 256;
-constexpr std::int64_t kSpinCapNs = 50'000;
+// Build-time knobs, only for measuring the spin policy (bench/README.md): the cap of an idle
+// worker's spin and whether the budget adapts (halves while jobs come far apart).
+#ifndef ADAPTOPT_POOL_SPIN_CAP_NS
+#define ADAPTOPT_POOL_SPIN_CAP_NS 50000
+#endif
+#ifndef ADAPTOPT_POOL_SPIN_ADAPTIVE
+#define ADAPTOPT_POOL_SPIN_ADAPTIVE 1
+#endif
+constexpr std::int64_t kSpinCapNs = ADAPTOPT_POOL_SPIN_CAP_NS;
 
 // Returns after every chunk has run. The calling thread always takes part; when another thread
 // is already running a job on the pool, the caller runs all its chunks itself, in order.
