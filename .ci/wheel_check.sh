@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Portable-wheel check, run by .ci/run from a clean clone (uses nothing in build/ nor an editable
 # install). In its own temp dir it:
-#   1. builds a wheel from this checkout, repairs it with auditwheel to a manylinux tag with its
-#      runtime libraries bundled, installs it into a fresh venv and runs tests/ against it;
+#   1. builds a wheel from this checkout, repairs it with auditwheel to a manylinux tag (nothing
+#      to bundle: adaptopt has its own thread pool, no OpenMP runtime), installs it into a fresh
+#      venv and runs tests/ against it;
 #   2. runs that venv's real interpreter under qemu-user with CPU models that lack AVX (the
 #      dispatcher must choose "scalar" by itself, no SIGILL) and have AVX2 (it must choose
 #      "avx2"); every rule is stepped and compared with its NumPy form (.ci/wheel/qemu_isa.py);

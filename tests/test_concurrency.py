@@ -1,11 +1,13 @@
 """Concurrency: Python threads, shared optimizers, the GIL, and fork().
 
 - One Python thread per job (every rule, and a few more configurations) stepping its own
-  optimizer at the same time gives bit-identical results to the same work done serially (the kernels run without the GIL, each call with its own
-  OpenMP team).
+  optimizer at the same time gives bit-identical results to the same work done serially (the
+  kernels run without the GIL; one step at a time uses the thread pool, the others run their
+  chunks on their own thread).
 - Two threads stepping one optimizer serialize: the result is exactly 2N sequential steps.
 - A forked child (os.fork and multiprocessing's "fork" start method) can step after the
-  parent has used the OpenMP thread pool: no hang, same numbers as the parent.
+  parent has used the thread pool: no hang, same numbers as the parent, and the child steps
+  with 2 threads again (its pool starts fresh workers).
 - Python code racing a step (mutating the grads list) cannot make the kernel touch freed
   memory.
 """
@@ -109,9 +111,9 @@ def _in_threads(fn, n):
     return results
 
 
-@pytest.mark.parametrize("omp_threads", [1, 2])
-def test_many_threads_with_their_own_optimizers_match_serial(omp_threads, shared_grads, isa):
-    adaptopt.set_num_threads(omp_threads)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_many_threads_with_their_own_optimizers_match_serial(threads, shared_grads, isa):
+    adaptopt.set_num_threads(threads)
     serial = [_run_job(job, grads) for job, grads in zip(JOBS, shared_grads)]
     barrier = threading.Barrier(len(JOBS))
     for _ in range(2):
@@ -357,7 +359,7 @@ FORK_SCRIPT = """
             opt.step(g)
         return params
 
-    # The parent uses the OpenMP pool first: a large step with 2 threads.
+    # The parent uses the thread pool first: a large step with 2 threads.
     adaptopt.set_num_threads(2)
     warm = [np.zeros(4_000_000, np.float32)]
     adaptopt.RMSprop(warm).step([np.ones(4_000_000, np.float32)])
@@ -371,11 +373,16 @@ FORK_SCRIPT = """
     pid = os.fork()
     if pid == 0:                                   # child
         try:
-            adaptopt.set_num_threads(2)
+            from test_threads import pool_stats, worker_took_chunks
+            threads = adaptopt.get_num_threads()    # inherited: 2, not a 1-thread fallback
+            before = pool_stats()
             fresh = run()
             inh = run(inherited_params, inherited)
+            # The child's own workers run chunks (its pool started them after the fork).
+            took = worker_took_chunks(lambda: adaptopt.RMSprop(warm).step([np.ones(4_000_000, np.float32)]), before)
+            workers = pool_stats()["workers"]
             with open(result_path, "wb") as f:
-                pickle.dump((fresh, inh, adaptopt.get_num_threads()), f)
+                pickle.dump((fresh, inh, threads, workers, took), f)
             os._exit(0)
         except BaseException as e:
             sys.stderr.write("child failed: %r\\n" % (e,))
@@ -397,19 +404,19 @@ FORK_SCRIPT = """
     if os.waitstatus_to_exitcode(status) != 0:
         print("CHILD EXIT", os.waitstatus_to_exitcode(status))
         sys.exit(3)
-    fresh, inh, child_threads = pickle.loads(data)
+    fresh, inh, child_threads, child_workers, took = pickle.loads(data)
     want_fresh = run()
     want_inh = run(inherited_params, inherited)   # the parent's copy steps the same way
     for a, b in zip(fresh + inh, want_fresh + want_inh):
         assert a.tobytes() == b.tobytes(), "child and parent results differ"
-    print("OK child_threads=%d" % child_threads)
+    print("OK child_threads=%d child_workers=%d worker_chunks=%s" % (child_threads, child_workers, took))
 """
 
 
-def test_os_fork_child_steps_without_hanging():
+def test_os_fork_child_steps_with_threads_without_hanging():
     rc, out, err = _run_script(FORK_SCRIPT.replace("{timeout}", "60"), timeout=120)
     assert rc == 0, _report(rc, out, err)
-    assert "OK" in out
+    assert "OK child_threads=2 child_workers=1 worker_chunks=True" in out, out
 
 
 def _fork_problem():
@@ -420,7 +427,7 @@ def _fork_problem():
 
 
 def _fork_worker(seed):
-    """Runs in a forked child: a large RMSprop run (would use the OpenMP pool)."""
+    """A large RMSprop run (on the thread pool); in the parent and in forked children."""
     params, grads = _fork_problem()
     params[0] += np.float32(seed)
     opt = adaptopt.RMSprop(params, **RICH["RMSprop"])
@@ -429,13 +436,25 @@ def _fork_worker(seed):
     return params
 
 
+def _fork_child(seed):
+    """Runs in a forked child: the run, then the child's thread count, its workers, and whether
+    they ran chunks of its steps."""
+    from test_threads import pool_stats, worker_took_chunks
+
+    before = pool_stats()
+    params = _fork_worker(seed)
+    p = np.zeros(2_000_000, np.float32)
+    took = worker_took_chunks(lambda: adaptopt.Adam([p]).step([np.ones_like(p)]), before)
+    return params, adaptopt.get_num_threads(), pool_stats()["workers"], took
+
+
 def _fork_process_target(queue):
-    queue.put(_fork_worker(0))
+    queue.put(_fork_child(0))
 
 
 @pytest.fixture
 def pool_in_use():
-    """The parent has used the OpenMP thread pool (a large multi-threaded step)."""
+    """The parent has used the thread pool (a large multi-threaded step)."""
     adaptopt.set_num_threads(2)
     p = np.zeros(4_000_000, np.float32)
     adaptopt.Adam([p]).step([np.ones_like(p)])
@@ -446,14 +465,15 @@ def test_multiprocessing_fork_pool_steps_without_hanging(pool_in_use):
     ctx = mp.get_context("fork")
     pool = ctx.Pool(2)
     try:
-        got = pool.map_async(_fork_worker, [0, 1, 2]).get(timeout=60)
+        got = pool.map_async(_fork_child, [0, 1, 2]).get(timeout=60)
     except mp.TimeoutError:
-        pytest.fail("a forked pool worker hung while stepping (OpenMP pool after fork?)")
+        pytest.fail("a forked pool worker hung while stepping (thread pool after fork?)")
     finally:
         pool.terminate()
         pool.join()
-    for seed, params in enumerate(got):
+    for seed, (params, threads, workers, took) in enumerate(got):
         assert_bitwise_equal(params, _fork_worker(seed), f"worker {seed} vs parent")
+        assert (threads, workers, took) == (2, 1, True), f"worker {seed}: 2 threads, 1 worker that ran chunks"
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -472,4 +492,6 @@ def test_multiprocessing_fork_process_steps_without_hanging(pool_in_use):
         proc.join()
     assert got is not None, "the forked process did not deliver its result (hung?)"
     assert proc.exitcode == 0
-    assert_bitwise_equal(got, _fork_worker(0), "forked process vs parent")
+    params, threads, workers, took = got
+    assert_bitwise_equal(params, _fork_worker(0), "forked process vs parent")
+    assert (threads, workers, took) == (2, 1, True)

@@ -26,8 +26,9 @@ def configs(spec):
         yield {**v.kwargs, "weight_decay": 0.1}
 
 
-def run_all(adaptopt, specs, n=301, steps=3):
-    """Every configuration; returns the final params (n = 301: a ragged tail for 4, 8, 16 lanes)."""
+def run_all(adaptopt, specs, n=3 * 4096 + 301, steps=3):
+    """Every configuration; returns the final params (n: four 4096-element chunks for the threads
+    to share, and a ragged tail for 4, 8, 16 lanes)."""
     out = []
     for dtype in (np.float32, np.float64):
         for spec in specs:
@@ -78,7 +79,7 @@ def main() -> None:
 
     single = run_all(adaptopt, _rules.SPECS)
     adaptopt.set_num_threads(2)
-    _core.set_parallel_threshold(1)  # a 301-element step now runs on 2 threads
+    _core.set_parallel_threshold(1)  # the steps now run on 2 threads
     threaded = run_all(adaptopt, _rules.SPECS)
     for a, b in zip(single, threaded):
         assert a.tobytes() == b.tobytes(), "2 threads differ from 1 thread"

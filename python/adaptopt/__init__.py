@@ -1,8 +1,8 @@
-"""adaptopt: fused SIMD CPU kernels for the adaptive-learning-rate optimizers and SGD, applied in
-place to NumPy arrays, behind a torch.optim-like API. The optimizer classes are listed in
-``adaptopt.optim.__all__``; each is a rule of the registry in ``adaptopt._rules``."""
+"""adaptopt: fused SIMD, multi-threaded CPU kernels for the adaptive-learning-rate optimizers and
+SGD, applied in place to NumPy arrays, behind a torch.optim-like API. The optimizer classes are
+listed in ``adaptopt.optim.__all__``; each is a rule of the registry in ``adaptopt._rules``."""
 
-from . import _core
+from . import _core, _threadpool
 from . import functional, schedules
 from . import optim
 from .optim import *  # noqa: F401,F403  (the optimizer classes)
@@ -10,6 +10,7 @@ from .sparse import SparseRows
 
 __version__ = _core.__version__
 _core.set_sparse_rows_type(SparseRows)
+_threadpool.register()  # threadpoolctl sees and limits adaptopt's pool
 
 __all__ = [
     "SparseRows", "functional", "schedules",
@@ -37,7 +38,8 @@ def set_isa(name: str) -> None:
 
 
 def get_num_threads() -> int:
-    """Threads used for large steps (default: OpenMP's, which honours OMP_NUM_THREADS)."""
+    """Threads used for large steps (default: the CPUs this process may run on, or
+    OMP_NUM_THREADS when set). ``threadpoolctl.threadpool_limits`` limits it too."""
     return _core.get_num_threads()
 
 

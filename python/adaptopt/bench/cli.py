@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "and bfloat16 at compact storages) and bitsandbytes' 8-bit Adam.",
         epilog=f"Modes: {', '.join(MODES)} (default: sweep; '{PROG} MODE --help' for another "
                "mode's options; targets: the compact-storage ratios of issue 9; memory: the peak "
-               "RSS of one very large step). The rules are in adaptopt/bench/: budget.py (what is skipped and "
+               "RSS of one very large step; trainer-loop: a host training loop's slowdown with "
+               "adaptopt stepping inside it). The rules are in adaptopt/bench/: budget.py (what is skipped and "
                "repeated), sweep.py (what is measured), schema.py (every JSON field).")
     ap.add_argument("--quick", action="store_true",
                     help=f"a run of under a minute: sizes {','.join(map(fmt_size, QUICK_SIZES))}, "
@@ -218,7 +219,15 @@ def _memory(argv: list[str]) -> int:
     return memory.main(argv)
 
 
-MODES: dict[str, Callable[[list[str]], int]] = {"sweep": _sweep, "targets": _targets, "memory": _memory}
+def _trainer_loop(argv: list[str]) -> int:
+    from . import trainer
+
+    return trainer.main(argv)
+
+
+MODES: dict[str, Callable[[list[str]], int]] = {
+    "sweep": _sweep, "targets": _targets, "memory": _memory, "trainer-loop": _trainer_loop,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
