@@ -20,7 +20,7 @@ def test_trainer_benchmark_smoke(tmp_path, capsys):
     assert res["numpy"]["parameters"] == 4 * (512 * 512 + 512)
     assert res["torch"] == {"skipped": "--no-torch"}
     assert [(s["tensors"], s["size"]) for s in res["small"]] == [(100, 1000), (10, 100_000)]
-    assert all(s["small_ratio"] > 0 for s in res["small"])
+    assert all(s["small_ratio"] > 0 and s["small_ratio_one_thread"] > 0 for s in res["small"])
     assert len(res["load_avg"]["start"]) == 3 and len(res["load_avg"]["end"]) == 3
     text = capsys.readouterr().out
     assert "fwd+bwd with step / without" in text and "load average" in text
