@@ -39,7 +39,9 @@ def main(argv=None) -> None:
         print(markdown_points(doc, sizes, args.threads, args.dtype, args.storage))
         print()
     if not args.sizes and doc.get("small"):
-        print("**Small steps** (µs per step; in parentheses: peer time / adaptopt time)\n")
+        print("**Small steps** (µs per step; / floor: adaptopt over the same run's floor, np.add "
+              "on 1-element arrays or the same step over one tensor of all the elements, where "
+              "the file has it; in parentheses: peer time / adaptopt time)\n")
         print(markdown_small(doc, args.threads, args.dtype))
 
 

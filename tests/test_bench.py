@@ -6,7 +6,9 @@ import argparse
 import dataclasses
 import functools
 import json
+import math
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ import adaptopt
 import numpy as np
 import pytest
 from adaptopt import _rules, _storage, bench
-from adaptopt.bench import algos, budget, cli, memory, peers, schema, targets
+from adaptopt.bench import algos, budget, cli, memory, peers, report, schema, targets
 from adaptopt.bench import storage as stm
 from adaptopt.bench.measure import torch_version
 
@@ -37,7 +39,8 @@ POINT_KEYS = {"algo", "variant", "name", "rule", "kwargs", "size", "dtype", "sto
 PEER_KEYS = {"median_s", "min_s", "max_s", "steps", "elements_per_s", "gb_per_s", "speedup",
              "peak_rss_bytes", "rss_growth_bytes", "other_load", "threads"}
 SMALL_KEYS = {"mode", "tensors", "tensor_size", "algo", "variant", "name", "dtype", "storage", "threads",
-              "isa", "adaptopt_us", "steps", "other_load", "peers"}
+              "isa", "adaptopt_us", "steps", "other_load", "peers", "floor", "floor_us", "ratio",
+              "ratio_rounds", "goal", "met"}
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +118,43 @@ def test_small(sweep):
         assert "numpy" in s["peers"]
         for peer in s["peers"].values():
             assert peer["us"] > 0 and peer["speedup"] > 0
+        # the same-run floor (issue 12): finite ratios, one per round; no timing assertion
+        assert s["floor"] == ("np.add, 1 element" if s["mode"] == "1" else "one tensor of 150")
+        assert s["floor_us"] > 0 and math.isfinite(s["floor_us"])
+        assert len(s["ratio_rounds"]) == cli.SMALL_ROUNDS
+        assert all(r > 0 and math.isfinite(r) for r in s["ratio_rounds"])
+        assert s["ratio"] == statistics.median(s["ratio_rounds"])
+        assert s["goal"] == (1.0 if s["mode"] == "1" else 1.15)
+        assert s["met"] == (s["ratio"] <= s["goal"])
+
+
+def test_small_mode(tmp_path, capsys):
+    """``adaptopt-bench small``: the small steps alone (Adam and RMSprop by default), each with
+    its ratio to the same-run floor in the JSON, the table and the markdown; --small-tensors
+    sets the many-tensor case and its one-tensor floor."""
+    out = tmp_path / "s.json"
+    argv = ["--threads", "1", "--min-time", "0.005", "--small-tensors", "4x25", "--small-rounds", "2",
+            "--max-wait", "0", "--no-torch", "--no-progress", "--json", str(out)]
+    assert bench.main(["small", *argv]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["command"] == ["adaptopt-bench", "small", *argv] and doc["points"] == []
+    assert sorted((s["algo"], s["mode"]) for s in doc["small"]) == [
+        ("adam", "1"), ("adam", "4x25"), ("rmsprop", "1"), ("rmsprop", "4x25")]
+    for s in doc["small"]:
+        assert s["floor"] == ("np.add, 1 element" if s["mode"] == "1" else "one tensor of 100")
+        assert len(s["ratio_rounds"]) == 2 and math.isfinite(s["ratio"]) and s["ratio"] > 0
+        assert isinstance(s["met"], bool)
+    text = capsys.readouterr().out
+    assert "no points were measured" not in text and "/ floor" in text and "<= 1.15x" in text
+    assert "<= 1.00x" in text
+    md = report.markdown_small(doc, threads=1)
+    assert "| floor µs | / floor | goal | target |" in md and "| adam | 4x25 |" in md
+    # a document written before the floors still makes its tables
+    old = {**doc, "small": [{k: v for k, v in s.items() if k not in
+                             ("floor", "floor_us", "ratio", "ratio_rounds", "goal", "met")}
+                            for s in doc["small"]]}
+    assert "| - | - | - | - |" in report.markdown_small(old, threads=1)
+    assert schema.SmallPoint.from_dict(old["small"][0]).ratio is None
 
 
 def _fields(cls):

@@ -19,7 +19,7 @@ from . import algos, budget, report
 from . import storage as storage_mod
 from .measure import default_max_threads
 from .peers import PEER_ORDER
-from .sweep import run_sweep
+from .sweep import SMALL_ROUNDS, run_sweep
 from .units import fmt_size
 
 DEFAULT_SIZES = [10**k for k in range(3, 10)]
@@ -100,8 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "and bfloat16 at compact storages) and bitsandbytes' 8-bit Adam.",
         epilog=f"Modes: {', '.join(MODES)} (default: sweep; '{PROG} MODE --help' for another "
                "mode's options; targets: the compact-storage ratios of issue 9; memory: the peak "
-               "RSS of one very large step; trainer-loop: a host training loop's slowdown with "
-               "adaptopt stepping inside it). The rules are in adaptopt/bench/: budget.py (what is skipped and "
+               "RSS of one very large step; small: the small steps alone, with the sweep's "
+               f"options, default algos {','.join(SMALL_ALGOS)}, against their same-run floors: "
+               "issue 12's ratios; trainer-loop: a host training loop's slowdown with adaptopt "
+               "stepping inside it). The rules are in adaptopt/bench/: budget.py (what is skipped and "
                "repeated), sweep.py (what is measured), schema.py (every JSON field).")
     ap.add_argument("--quick", action="store_true",
                     help=f"a run of under a minute: sizes {','.join(map(fmt_size, QUICK_SIZES))}, "
@@ -145,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default 180, --quick 20; 0 = never wait)")
     ap.add_argument("--small-tensors", type=_small, default=(100, 1000),
                     help="the many-small-tensors step, COUNTxSIZE (default 100x1000)")
+    ap.add_argument("--small-rounds", type=int, default=SMALL_ROUNDS, metavar="N",
+                    help="rounds of each small step against its same-run floor (np.add on 1 "
+                         "element; the same step over one tensor of COUNT*SIZE), sides alternating "
+                         f"(default {SMALL_ROUNDS}); the ratio is the median over the rounds")
     ap.add_argument("--no-small", dest="small", action="store_false",
                     help="skip the small-step (many tensors, 1 element) measurements")
     ap.add_argument("--no-torch", action="store_true",
@@ -182,15 +188,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.max_wait = 20.0 if args.quick else 180.0
     if not args.min_time > 0 or not args.peer_budget > 0 or not args.max_wait >= 0:
         ap.error("--min-time and --peer-budget must be positive, --max-wait not negative")
+    if args.small_rounds < 1:
+        ap.error("--small-rounds must be at least 1")
     return args
 
 
-def run(argv: Sequence[str] | None = None) -> dict:
+SMALL_ALGOS = ("adam", "rmsprop")  # the small mode's default configurations
+
+
+def run(argv: Sequence[str] | None = None, small_only: bool = False) -> dict:
     """Runs the sweep ``argv`` describes (sweep options, no mode) and returns the JSON document
-    as a dict (``schema.Run.to_dict()``)."""
+    as a dict (``schema.Run.to_dict()``). ``small_only``: the small steps alone (the ``small``
+    mode; default configurations SMALL_ALGOS)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    doc = run_sweep(args, [PROG, *argv]).to_dict()
+    command = [PROG, *argv]
+    if small_only:
+        if "--algos" not in argv and not any(a.startswith("--algos=") for a in argv):
+            args.algos = [algos.by_name()[a] for a in SMALL_ALGOS]
+        args.sizes, args.small, command = [], True, [PROG, "small", *argv]
+    doc = run_sweep(args, command).to_dict()
     if not args.quiet:
         report.print_run(doc)
     if args.json:
@@ -219,6 +236,11 @@ def _memory(argv: list[str]) -> int:
     return memory.main(argv)
 
 
+def _small_mode(argv: list[str]) -> int:
+    run(argv, small_only=True)
+    return 0
+
+
 def _trainer_loop(argv: list[str]) -> int:
     from . import trainer
 
@@ -226,7 +248,8 @@ def _trainer_loop(argv: list[str]) -> int:
 
 
 MODES: dict[str, Callable[[list[str]], int]] = {
-    "sweep": _sweep, "targets": _targets, "memory": _memory, "trainer-loop": _trainer_loop,
+    "sweep": _sweep, "targets": _targets, "memory": _memory, "small": _small_mode,
+    "trainer-loop": _trainer_loop,
 }
 
 

@@ -1,4 +1,4 @@
-"""Tables and the plot of a run (the JSON document as a dict, schema 1 or 2): the terminal
+"""Tables and the plot of a run (the JSON document as a dict, schema 1, 2 or 3): the terminal
 tables, the markdown tables of bench/make_table.py, matplotlib's throughput plot."""
 
 from __future__ import annotations
@@ -102,13 +102,25 @@ def print_table(doc: Doc) -> None:
               "('other'): their numbers are likely low.")
 
 
+def _ratio(r: dict) -> list[str]:
+    """The same-run floor's cells (issue 12): floor µs, adaptopt / floor, the goal and whether
+    it is met; dashes for documents written before the floors."""
+    if r.get("ratio") is None:
+        return ["-", "-", "-", "-"]
+    return [f"{r['floor_us']:.2f}", f"{r['ratio']:.2f}x", f"<= {r['goal']:.2f}x",
+            "met" if r["met"] else "NOT met"]
+
+
+RATIO_HEADER = ["floor µs", "/ floor", "goal", "target"]
+
+
 def print_small_table(doc: Doc) -> None:
     small = doc["small"]
     if not small:
         return
     peers = _peers_in(small)
     extra = [k for k in ("storage", "dtype", "isa") if _varying(small, k)]
-    header = ["algorithm", "tensors", *extra, "thr", "adaptopt µs",
+    header = ["algorithm", "tensors", *extra, "thr", "adaptopt µs", *RATIO_HEADER, "other",
               *(f"{p} µs (x)" for p in peers)]
     rows = []
     for r in small:
@@ -117,8 +129,11 @@ def print_small_table(doc: Doc) -> None:
             res = r["peers"].get(p)
             cells.append("-" if res is None else f"{res['us']:.1f} ({res['speedup']:.1f}x)")
         rows.append([_name(r), r["mode"], *(str(r.get(k)) for k in extra), str(r["threads"]),
-                     f"{r['adaptopt_us']:.2f}", *cells])
-    print("\nSmall steps (µs per step; mode = tensors x elements, '1' = one 1-element tensor)")
+                     f"{r['adaptopt_us']:.2f}", *_ratio(r), _busy(r.get("other_load", 0.0)), *cells])
+    print("\nSmall steps (µs per step; mode = tensors x elements, '1' = one 1-element tensor; "
+          "floor = the same run's np.add on 1-element arrays for '1', the same step over one "
+          "tensor of all the elements otherwise; / floor = median over rounds of adaptopt / floor, "
+          "sides alternating; other = cores other processes kept busy, * = disturbed)")
     print(_render(header, rows))
 
 
@@ -164,8 +179,8 @@ def markdown_small(doc: Doc, threads: int | None = None, dtype: str = "float32")
     threads = threads or max(r["threads"] for r in small)
     rows_in = _pick(small, threads=threads, dtype=dtype)
     peers = _peers_in(rows_in)
-    header = ["algorithm", "tensors", "adaptopt µs", *(f"{p} µs" for p in peers)]
-    rows = [[_name(r), r["mode"], f"{r['adaptopt_us']:.2f}",
+    header = ["algorithm", "tensors", "adaptopt µs", *RATIO_HEADER, *(f"{p} µs" for p in peers)]
+    rows = [[_name(r), r["mode"], f"{r['adaptopt_us']:.2f}", *_ratio(r),
              *("-" if r["peers"].get(p) is None else
                f"{r['peers'][p]['us']:.1f} ({r['peers'][p]['speedup']:.1f}x)" for p in peers)]
             for r in rows_in]
@@ -250,7 +265,8 @@ def plot(doc: Doc, path: str, dtype: str | None = None, isa: str | None = None,
 
 def print_run(doc: Doc) -> None:
     """The terminal report of a run: both tables and the conditions it ran under."""
-    print_table(doc)
+    if doc["points"] or not doc["small"]:  # the small mode measures no points
+        print_table(doc)
     print_small_table(doc)
     print(f"\nwall time {doc['wall_s']:.0f} s; other processes kept {doc['other_load']:.2f} "
           f"cores busy on average (load average {doc['load_avg']['start'][0]:.2f} at start); "

@@ -8,7 +8,9 @@ sum, may now be fractional: 8-bit absmax), and the compute floor beside each poi
 (``floor_*``, ``bound``, ``limit_gb_per_s``, ``share_of_limit``). Schema 2 differed from 1 by:
 each point's ``rule`` and ``kwargs`` (the benchmarked configuration exactly), and small-step
 entries with ``algo``, ``variant`` and ``name`` as in points (schema 1 put the name, e.g.
-``rmsprop-momentum``, in ``algo``).
+``rmsprop-momentum``, in ``algo``). Schema 3's small-step entries gained the same-run floor
+and ratio fields (``floor`` ... ``met``, issue 12) with defaults, so earlier schema 3 documents
+still read.
 GB = 1e9 bytes; times are seconds unless a name says ``_us``.
 """
 
@@ -154,8 +156,18 @@ class SmallPoint(_Record):
     isa: str
     adaptopt_us: float  # median µs per step
     steps: int
-    other_load: float  # during adaptopt's measurement
+    other_load: float  # the most during any round's adaptopt or floor measurement
     peers: dict[str, SmallPeer] = dataclasses.field(default_factory=dict)
+    # The same-run floor (issue 12; None in documents written before it): "np.add, 1 element"
+    # (one ufunc call on 1-element arrays) for mode "1", "one tensor of N" (the same step over
+    # one tensor of tensors x tensor_size elements) for the others. The two sides alternate over
+    # rounds (sweep.py); adaptopt_us is the median of the rounds' medians, floor_us likewise
+    floor: str | None = None
+    floor_us: float | None = None
+    ratio: float | None = None  # adaptopt's time over the floor's: the median of ratio_rounds
+    ratio_rounds: list[float] = dataclasses.field(default_factory=list)  # each round's medians' ratio
+    goal: float | None = None  # the target ratio (sweep.SMALL_GOALS: 1.0 for "1", 1.15 otherwise)
+    met: bool | None = None  # ratio <= goal
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SmallPoint:

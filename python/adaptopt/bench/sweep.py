@@ -7,7 +7,9 @@ master copy, already paged in, in their widths) at the same threads and ISA, the
 floor (the same step in cache, measured once per configuration x storage x threads x ISA), then
 each peer on the same arrays. Peer results are reused across ISAs (and, for NumPy, across thread
 counts). Small steps: ``--small-tensors`` (default 100 tensors of 1000 elements) and one
-1-element tensor, in µs per step.
+1-element tensor, in µs per step, each as a ratio to its same-run floor (issue 12's targets,
+``SMALL_GOALS``): one ``np.add(a, b, out=a)`` on 1-element arrays, and the same step over one
+tensor of COUNT*SIZE elements; the two sides alternate over ``--small-rounds`` rounds.
 
 The storage (``storage.Storage``, ``--storage``) sets the param/grad dtype, the state dtype and
 master weights or stochastic rounding; the traffic model is per stream (``Storage.traffic``).
@@ -24,6 +26,7 @@ import datetime
 import functools
 import gc
 import os
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -65,6 +68,11 @@ from .storage import Storage, probe_states
 from .units import fmt_size
 
 FLOOR_BYTES = 1 << 20  # the compute floor's arrays (p, g, master, state): in two cores' L2
+# issue 12's targets for the small steps, adaptopt's time over a same-run floor: a 1-element
+# step over one ufunc call on a 1-element array; COUNTxSIZE over the same step on one tensor
+# of COUNT*SIZE elements
+SMALL_GOALS = {"1": 1.0, "many": 1.15}
+SMALL_ROUNDS = 5  # --small-rounds' default
 
 
 class Progress:
@@ -281,9 +289,14 @@ class Sweep:
 
     # -- small steps -------------------------------------------------------------------------
     def _run_small(self, isa: str, storage: Storage) -> None:
+        """Each small step against its same-run floor (``SMALL_GOALS``): ``--small-rounds``
+        rounds, each timing adaptopt's step and the floor one after the other (odd rounds floor
+        first), ``min_time / 2`` per side in all; the ratio is the median of the rounds' ratios
+        (median over median). Then the peers, once."""
         dtype = storage.param_dtype
         count, size = self.args.small_tensors
         modes = [(f"{count}x{size}", count, size), ("1", 1, 1)]
+        rounds = self.args.small_rounds
         min_time = self.args.min_time / 2
         for threads in self.args.threads:
             self._set_threads(threads)
@@ -292,7 +305,27 @@ class Sweep:
                     self.progress.status(f"small {mode} {algo.name} t{threads} {isa}")
                     params = [filled(m, dtype, seed=1 + i, scale=1.0) for i in range(k)]
                     grads = [filled(m, dtype, seed=1000 + i, scale=1e-2) for i in range(k)]
-                    ours, use = self._timed(min_time, 0, algo.stepper, params, grads, storage.kwargs)
+                    floor: tuple[Any, ...]
+                    if k == 1:  # one ufunc call on the step's 1-element arrays (their copies)
+                        floor_name, floor = "np.add, 1 element", (_ufunc, params[0].copy(), grads[0])
+                    else:  # the same step over one tensor of all the elements
+                        floor_name = f"one tensor of {fmt_size(k * m)}"
+                        floor = (algo.stepper, [filled(k * m, dtype, seed=1, scale=1.0)],
+                                 [filled(k * m, dtype, seed=1000, scale=1e-2)], storage.kwargs)
+                    ours_side = (algo.stepper, params, grads, storage.kwargs)
+                    ours_t, floor_t, ratios, load = [], [], [], 0.0
+                    for r in range(rounds):
+                        sides = {}
+                        for side, made in ((("ours", ours_side), ("floor", floor)) if r % 2 == 0
+                                           else (("floor", floor), ("ours", ours_side))):
+                            sides[side], use = self._timed(min_time / rounds, 0, *made)
+                            load = max(load, use.other_load)
+                        ours_t.append(sides["ours"])
+                        floor_t.append(sides["floor"].median_s)
+                        ratios.append(sides["ours"].median_s / sides["floor"].median_s)
+                    ours_us = statistics.median(t.median_s for t in ours_t) * 1e6
+                    ratio = statistics.median(ratios)
+                    goal = SMALL_GOALS["1" if k == 1 else "many"]
                     peers = {}
                     for peer in self.peers:
                         if peer.supports(algo, storage) is not None or \
@@ -304,13 +337,20 @@ class Sweep:
                             self._peer_cache[key] = self._timed(min_time, 0, peer.make, algo, params,
                                                                 grads, storage)[0].median_s * 1e6
                         us = self._peer_cache[key]
-                        peers[peer.name] = SmallPeer(us=us, speedup=us / (ours.median_s * 1e6))
+                        peers[peer.name] = SmallPeer(us=us, speedup=us / ours_us)
                     self.small.append(SmallPoint(
                         mode=mode, tensors=k, tensor_size=m, algo=algo.algo, variant=algo.variant.name,
                         name=algo.name, dtype=str(dtype), storage=storage.name, threads=threads, isa=isa,
-                        adaptopt_us=ours.median_s * 1e6, steps=ours.steps, other_load=use.other_load,
-                        peers=peers))
+                        adaptopt_us=ours_us, steps=sum(t.steps for t in ours_t), other_load=load,
+                        peers=peers, floor=floor_name, floor_us=statistics.median(floor_t) * 1e6,
+                        ratio=ratio, ratio_rounds=ratios, goal=goal, met=ratio <= goal))
                     self.progress.update()
+
+
+def _ufunc(a: np.ndarray, b: np.ndarray) -> Callable[[], None]:
+    """One NumPy ufunc call in place, called like ``Algo.stepper``'s step (a lambda around one
+    call), so that both sides pay the same Python call."""
+    return lambda: np.add(a, b, out=a)
 
 
 def _probe(n_state: int, p: np.ndarray, g: np.ndarray, states: list[Any], storage: Storage,
