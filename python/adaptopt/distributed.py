@@ -193,6 +193,17 @@ class _Piece:
         self.gview: np.ndarray = None  # type: ignore[assignment]
 
 
+class _Part:
+    """One bucket of the step: its group's layout, the params copied into the gradient buffer
+    before its reduction, this rank's local pieces in it."""
+
+    __slots__ = ("bucket", "copies", "lay", "pieces")
+
+    def __init__(self, lay: Optional["_GroupLayout"], bucket: Optional[_Bucket], copies: List[int]):
+        self.lay, self.bucket, self.copies = lay, bucket, copies
+        self.pieces: List[int] = []
+
+
 def _buckets(end: int, length: int, nranks: int, align: int, bucket_elems: int) -> List[_Bucket]:
     """Buckets over flat elements [0, end) of a buffer of ``length`` >= end elements."""
     if end == 0:
@@ -555,21 +566,29 @@ class ZeroRedundancyOptimizer:
         self.pieces = [pc for lay in self.layouts for pc in lay.pieces]
         self._parts = self._plan_parts()
 
-    def _plan_parts(self) -> List[Tuple[Optional[Tuple[int, int]], List[int]]]:
-        """The step's parts in order: ((group, bucket) or None, local indices of its pieces).
-        Pieces with no bucket (zero-size params, placeholders) go with the last part."""
-        parts: List[Tuple[Optional[Tuple[int, int]], List[int]]] = []
+    def _plan_parts(self) -> List["_Part"]:
+        """The step's parts in order: one per bucket of every group (with the params whose
+        gradients must be in the buffer before its reduction is posted, and the local indices
+        of this rank's pieces in it); pieces with no bucket (zero-size params) go with the last
+        part, or a part without a bucket when there is none."""
+        parts: List[_Part] = []
         where: Dict[Tuple[int, int], int] = {}
         for gi, lay in enumerate(self.layouts):
-            for k in range(len(lay.buckets)):
+            order = sorted(range(len(lay.params)), key=lambda i: lay.offsets[i])
+            done = 0
+            for k, b in enumerate(lay.buckets):
+                stop = b.start + b.length
+                copies = []
+                while done < len(order) and lay.offsets[order[done]] < stop:
+                    copies.append(order[done])
+                    done += 1
                 where[(gi, k)] = len(parts)
-                parts.append(((gi, k), []))
+                parts.append(_Part(lay, b, copies))
         if not parts:
-            parts.append((None, []))
+            parts.append(_Part(None, None, []))
         for j, pc in enumerate(self.pieces):
-            if pc.param is None:
-                continue
-            parts[where[(pc.group, pc.bucket)] if pc.bucket is not None else -1][1].append(j)
+            if pc.param is not None:
+                parts[where[(pc.group, pc.bucket)] if pc.bucket is not None else -1].pieces.append(j)
         return parts
 
     @staticmethod
@@ -755,46 +774,73 @@ class ZeroRedundancyOptimizer:
                         local[k] = v
             self._step(given, mask)
 
+    def _post_reduce_scatter(self, part: _Part, given: List[Optional[np.ndarray]], times: Dict[str, float]) -> Any:
+        """Copies the part's gradients into the buffer (those not already there) and posts the
+        in-place reduce-scatter of its bucket."""
+        lay, b = part.lay, part.bucket
+        assert lay is not None and b is not None
+        t0 = time.perf_counter()
+        for i in part.copies:
+            g, dst = given[lay.first + i], lay.grad_views[i]
+            if g is not None and g is not dst and dst.size:
+                np.copyto(dst, g)
+        t1 = time.perf_counter()
+        times["copy_in"] += t1 - t0
+        rt, op, vt = _reduce_type(lay.dtype)
+        region = lay.grad[b.start:b.start + b.length].view(vt)
+        if b.equal:
+            req = self._comm.Ireduce_scatter_block(MPI.IN_PLACE, [region, rt], op)
+        else:
+            req = self._comm.Ireduce_scatter(MPI.IN_PLACE, [region, rt], b.counts, op)
+        times["reduce_scatter"] += time.perf_counter() - t1
+        return req
+
+    def _post_all_gather(self, part: _Part) -> Any:
+        lay, b = part.lay, part.bucket
+        assert lay is not None and b is not None
+        mt, vt = _move_type(lay.dtype)
+        region = lay.flat[b.start:b.start + b.length].view(vt)
+        if b.equal:
+            return self._comm.Iallgather(MPI.IN_PLACE, [region, mt])
+        return self._comm.Iallgatherv(MPI.IN_PLACE, [region, b.counts, [r * b.shard for r in range(self._size)], mt])
+
     def _step(self, given: List[Optional[np.ndarray]], mask: Tuple[bool, ...]) -> None:
-        comm, P, rank = self._comm, self._size, self._rank
+        """The pipeline: one reduce-scatter in flight at a time, bucket k + 1's posted before
+        bucket k's local step (so that communication can overlap it where MPI progresses in the
+        background: a network with its own progress, or MPICH's MPIR_CVAR_ASYNC_PROGRESS; on
+        this 2-core machine several reductions in flight were 2x slower than one), then each
+        bucket's all-gather posted after its local step and all awaited at the end. With
+        max_grad_norm or skip_nonfinite every reduction completes first (the norm needs them)."""
+        P, rank = self._size, self._rank
         t = time.perf_counter
-        times = {"copy_in": 0.0, "reduce_scatter": 0.0, "norm": 0.0, "scale": 0.0, "local_step": 0.0,
-                 "all_gather": 0.0, "copy_out": 0.0, "stats": 0.0}
+        times = dict.fromkeys(("copy_in", "reduce_scatter", "norm", "scale", "local_step", "all_gather",
+                               "copy_out", "stats"), 0.0)
         t_start = t()
-        # 1. Gradients into the buckets; each bucket's reduce-scatter posted once it is filled.
-        rs: List[Any] = []
-        for lay in self.layouts:
-            rt, op, vt = _reduce_type(lay.dtype)
-            copied = 0  # params before this index are in the buffer
-            spans = sorted(range(len(lay.params)), key=lambda i: lay.offsets[i])
-            for b in lay.buckets:
-                t0 = t()
-                stop = b.start + b.length
-                while copied < len(spans) and lay.offsets[spans[copied]] < stop:
-                    i = spans[copied]
-                    g = given[lay.first + i]
-                    dst = lay.grad_views[i]
-                    if g is not None and g is not dst and dst.size:
-                        np.copyto(dst, g)
-                    copied += 1
-                t1 = t()
-                times["copy_in"] += t1 - t0
-                region = lay.grad[b.start:stop].view(vt)
-                if b.equal:
-                    rs.append(comm.Ireduce_scatter_block(MPI.IN_PLACE, [region, rt], op))
-                else:
-                    rs.append(comm.Ireduce_scatter(MPI.IN_PLACE, [region, rt], b.counts, op))
-                times["reduce_scatter"] += t() - t1
+        parts = self._parts
+        comm_parts = [k for k, part in enumerate(parts) if part.bucket is not None]
+        pending: Dict[int, Any] = {}
+        if comm_parts:
+            pending[comm_parts[0]] = self._post_reduce_scatter(parts[comm_parts[0]], given, times)
+        nxt = {a: b for a, b in zip(comm_parts, comm_parts[1:])}
+
+        def arrive(k: int) -> None:
+            """Waits for part k's reduction and posts the next one."""
+            t0 = t()
+            req = pending.pop(k, None)
+            if req is not None:
+                req.Wait()
+                times["reduce_scatter"] += t() - t0
+                if k in nxt:
+                    pending[nxt[k]] = self._post_reduce_scatter(parts[nxt[k]], given, times)
+
         inv = 1.0 / P
         scale = inv
         clip = self._max_grad_norm
         group_sq: Optional[np.ndarray] = None
         if clip is not None or self._skip_nonfinite:
-            # The global norm needs every reduced shard first: no overlap in this mode.
-            t0 = t()
-            MPI.Request.Waitall(rs)
+            for k in comm_parts:  # the global norm needs every reduced shard first
+                arrive(k)
             t1 = t()
-            times["reduce_scatter"] += t1 - t0
             group_sq = self._global_sumsq(mask) * (inv * inv)
             total = 0.0
             for v in group_sq:
@@ -811,50 +857,36 @@ class ZeroRedundancyOptimizer:
                 coef = clip / (norm + 1e-6)  # torch's clip_grad_norm_
                 if not coef >= 1.0:
                     scale = inv * coef
-            rs = [None] * len(rs)
         else:
             self.last_grad_norm = None
-        # 2. Per bucket: wait for its reduction, scale, step the pieces, post its all-gather.
         want = self._track_stats
         rows = _stats_rows(len(self.layouts))
-        ag = []
+        gathers: List[Any] = []
         n_local = len(self.pieces)
-        r_iter = iter(rs)
-        for bucket, idx in self._parts:
-            req = next(r_iter) if bucket is not None else None
-            t0 = t()
-            if req is not None:
-                req.Wait()
+        for k, part in enumerate(parts):
+            arrive(k)
             t1 = t()
-            times["reduce_scatter"] += t1 - t0
-            if bucket is not None:
-                lay = self.layouts[bucket[0]]
-                b = lay.buckets[bucket[1]]
-                self._scale(lay.grad[b.start:b.start + b.counts[rank]], scale)
+            if part.bucket is not None:
+                b = part.bucket
+                self._scale(part.lay.grad[b.start:b.start + b.counts[rank]], scale)  # type: ignore[union-attr]
             t2 = t()
             times["scale"] += t2 - t1
-            local: List[Any] = [None] * n_local
-            for j in idx:
-                pc = self.pieces[j]
-                if mask[pc.param]:  # type: ignore[index]  # (parts list no placeholders)
-                    local[j] = pc.gview
-            if idx:
+            if part.pieces:
+                local: List[Any] = [None] * n_local
+                for j in part.pieces:
+                    pc = self.pieces[j]
+                    if mask[pc.param]:  # type: ignore[index]  # (parts list no placeholders)
+                        local[j] = pc.gview
                 stats = _local_step(self.optim, local, want)
                 if want and stats is not None:
                     _merge_stats(rows, stats)
             t3 = t()
             times["local_step"] += t3 - t2
-            if bucket is not None:
-                mt, vt = _move_type(lay.dtype)
-                region = lay.flat[b.start:b.start + b.length].view(vt)
-                if b.equal:
-                    ag.append(comm.Iallgather(MPI.IN_PLACE, [region, mt]))
-                else:
-                    displs = [r * b.shard for r in range(P)]
-                    ag.append(comm.Iallgatherv(MPI.IN_PLACE, [region, b.counts, displs, mt]))
+            if part.bucket is not None:
+                gathers.append(self._post_all_gather(part))
             times["all_gather"] += t() - t3
         t0 = t()
-        MPI.Request.Waitall(ag)
+        MPI.Request.Waitall(gathers)
         t1 = t()
         times["all_gather"] += t1 - t0
         if any(mask):
