@@ -112,3 +112,14 @@ def test_views_of_a_shared_buffer_in_two_groups_are_not_adopted():
     opt.step([np.ones(10, np.float32), np.ones(16, np.float32)])
     np.testing.assert_allclose(buf[:26], -0.1)
     assert not buf[26:].any()
+
+
+@needs_mpiexec
+def test_mpi_example_follows_the_single_process_curve():
+    pytest.importorskip("sklearn")
+    script = os.path.join(HERE, "..", "examples", "mpi_mlp.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, script, "--tiny"], check=False,
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "largest difference between the curves" in proc.stdout
