@@ -123,3 +123,19 @@ def test_mpi_example_follows_the_single_process_curve():
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "largest difference between the curves" in proc.stdout
+
+
+@needs_mpiexec
+def test_bench_mode_runs_under_mpiexec(tmp_path):
+    out = tmp_path / "mpi.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "adaptopt.bench.mpi", "--sizes", "1e4",
+                           "--reps", "1", "--json", str(out)], check=False, capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import json
+
+    doc = json.loads(out.read_text())
+    (r,) = doc["results"]
+    assert r["ranks"] == 2 and r["state_fraction_max"] <= r["state_target"]
+    assert {"step", "reduce_scatter", "all_gather", "single"} <= set(r["median_s"])

@@ -8,11 +8,15 @@ ranks and all-reduces the full gradient). One step:
 1. the gradients of every rank are summed and scattered (an in-place, non-blocking reduce-scatter
    per bucket), so each rank receives the summed gradient of its shard only;
 2. each rank runs the fused native step of ``optimizer_class`` on its shard, bucket by bucket as
-   the reductions arrive, the average over ranks (1/P) applied as a gradient scale;
+   the reductions arrive, the average over ranks (1/P) and any clipping applied as one scale of
+   the reduced shard (a NumPy pass over 1/P of the gradient until the native step takes a
+   gradient scale: see ``_scale``);
 3. the updated shards are all-gathered in place (in the params' own width: 16-bit params are
    gathered as 16 bits), so every rank ends with the same full parameters.
 
-The result equals one process stepping the mean of the ranks' gradients, to float tolerance.
+The result equals one process stepping the mean of the ranks' gradients, to float tolerance
+(bit for bit when the gradients' sum is exact and there is no clipping). Memory per rank: the
+params and the gradients in full (as any data-parallel trainer has them), the state / P.
 
 Layout
 ------
@@ -58,8 +62,9 @@ Checkpoints
 :mod:`adaptopt.checkpoint`, with the full unsharded state in parameter order), gathering one
 array at a time so rank 0 never holds more than one parameter's state on top of its own.
 ``load(path)`` reads it on every rank (the path must be visible to every rank: a shared file
-system across hosts) and keeps each rank's pieces, so a checkpoint loads at any world size, and
-into (or from) a single-process ``optimizer_class``.
+system across hosts; each rank holds the whole saved state while loading) and keeps each rank's
+pieces, so a checkpoint loads at any world size, and into (or from) a single-process
+``optimizer_class``. The storage options must be those the checkpoint was saved with.
 """
 
 from __future__ import annotations
