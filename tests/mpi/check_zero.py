@@ -294,6 +294,38 @@ def compact_storage():
 
 
 @check
+def mixed_dtypes_and_strided_grads():
+    """A float32 and a float64 group in one optimizer; 16-bit params rounded to nearest;
+    gradients passed as strided (non-contiguous) arrays are copied correctly."""
+    init32, init64 = init_params(SHAPES, np.float32), init_params(SHAPES2, np.float64, seed=5)
+    ps = [[x.copy() for x in init32], [x.copy() for x in init64]]
+    rs = [[x.copy() for x in init32], [x.copy() for x in init64]]
+    opt = ZeroRedundancyOptimizer([{"params": ps[0]}, {"params": ps[1], "lr": 0.01}], ao.RMSprop, COMM,
+                                  bucket_bytes=512, momentum=0.9, centered=True)
+    ref = ao.RMSprop([{"params": rs[0]}, {"params": rs[1], "lr": 0.01}], momentum=0.9, centered=True)
+    for t in range(1, 4):
+        mine = grads_of(t, RANK, SHAPES, np.float32) + grads_of(t, RANK, SHAPES2, np.float64)
+        mean = mean_grads(t, SHAPES, np.float32) + mean_grads(t, SHAPES2, np.float64)
+        strided = []
+        for g in mine:  # the same values, through a view with a stride of 2 along the last axis
+            wide = np.zeros(g.shape[:-1] + (2 * g.shape[-1],), g.dtype) if g.ndim else g.copy()
+            if g.ndim:
+                wide[..., ::2] = g
+                g = wide[..., ::2]
+            strided.append(g)
+        opt.step(strided)
+        ref.step(mean)
+    for a, b in zip(ps[0] + ps[1], rs[0] + rs[1]):
+        assert_bitwise_equal(a, b, "mixed dtypes")
+    check_pieces(opt, ref, True, "mixed dtypes")
+    for dtype in (np.float16, BF16):
+        c = Case(ao.Adam, [{}], dtype, lr=0.01)
+        for _ in range(3):
+            c.step()
+        c.check(what=f"rounded {np.dtype(dtype).name}")
+
+
+@check
 def add_group():
     c = Case(ao.Adagrad, [{}], np.float64, lr=0.1)
     c.step()
