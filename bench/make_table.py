@@ -23,6 +23,7 @@ def main(argv=None) -> None:
     ap.add_argument("--sizes", type=parse_sizes, help="only these sizes, one table (e.g. 1e7,1e8)")
     ap.add_argument("--threads", type=int, help="thread count (default: the largest measured)")
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--storage", help="one storage of a schema 3 file (e.g. bf16-sr-8bit)")
     args = ap.parse_args(argv)
     with open(args.json) as f:
         doc = json.load(f)
@@ -35,7 +36,7 @@ def main(argv=None) -> None:
             continue
         if title:
             print(f"**{title}** ({', '.join(map(fmt_size, sizes))} elements)\n")
-        print(markdown_points(doc, sizes, args.threads, args.dtype))
+        print(markdown_points(doc, sizes, args.threads, args.dtype, args.storage))
         print()
     if not args.sizes and doc.get("small"):
         print("**Small steps** (µs per step; in parentheses: peer time / adaptopt time)\n")

@@ -11,6 +11,7 @@ batches: without clipping and with adaptopt's fused global-norm clipping (``max_
     python examples/rnn_adding.py              # default run (45-80 s on 2 cores), examples/plots/
     python examples/rnn_adding.py --tiny       # smoke run, a few seconds
     python examples/rnn_adding.py --sweep      # the lr sweep the defaults came from (~5 min)
+    python examples/rnn_adding.py --storage    # compact storage against float32 (~1.5 min)
 
 Runs are spread over --jobs processes (default 2); the results do not depend on it.
 """
@@ -21,6 +22,7 @@ import argparse
 import functools
 import os
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 
 # The matrices here are tiny: a multi-threaded BLAS only adds overhead (10x slower on a
@@ -29,6 +31,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import adaptopt as ao
+import ml_dtypes
 import numpy as np
 
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plots")
@@ -46,6 +49,18 @@ CONFIGS = {
 }
 SWEEP_FACTORS = (0.1, 0.3, 1.0, 3.0, 10.0)  # the sweep tries each default lr times these
 BASELINE_MSE = 1.0 / 6.0  # always predicting 1.0
+# --storage: compact storage against float32 (no clipping, the same lrs and batches). name ->
+# (param dtype, optimizer options). The RNN computes in float32 on float32 copies of the params;
+# the gradients are handed to the optimizer in the params' dtype.
+BF16 = np.dtype(ml_dtypes.bfloat16)
+STORAGES = {
+    "fp32":                          (np.float32, {}),
+    "fp32 params, 8-bit state":      (np.float32, dict(state_dtype="8bit")),
+    "bf16 params + SR":              (BF16, dict(stochastic_rounding=True)),
+    "bf16 params + SR, 8-bit state": (BF16, dict(stochastic_rounding=True, state_dtype="8bit")),
+    "bf16 params, round-to-nearest": (BF16, {}),
+}
+STORAGE_OPTIMIZERS = ("Adam", "RMSProp+momentum", "RMSProp")
 FINAL_EVALS = 5  # "final MSE" = mean of the last 5 evaluations (the curves are noisy)
 
 
@@ -118,31 +133,40 @@ def validation_set(length):
 
 
 def train(task, args):
-    """One run. task = (optimizer class, kwargs, max_grad_norm or None, seed). Returns the
-    validation MSE every args.eval_every iterations (NaN after a divergence) and the gradient
-    norm before clipping at every iteration."""
-    opt_cls, kwargs, clip, seed = task
+    """One run. task = (optimizer class, kwargs, max_grad_norm or None, seed[, param dtype]).
+    Returns the validation MSE every args.eval_every iterations (NaN after a divergence) and the
+    gradient norm before clipping at every iteration. With a 16-bit dtype the params are stored
+    in it and the RNN computes in float32 on copies of them."""
+    opt_cls, kwargs, clip, seed = task[:4]
+    dtype = np.dtype(task[4] if len(task) > 4 else np.float32)
+    narrow = dtype != np.float32
     x_val, y_val = validation_set(args.length)
     params = init_params(args.hidden, seed)
+    if narrow:
+        params = [p.astype(dtype) for p in params]
     opt = opt_cls(params, max_grad_norm=clip, **kwargs)
+
+    def wide():
+        return [p.astype(np.float32) for p in params] if narrow else params
+
     rng = np.random.default_rng(seed + 1000)  # the same batches for every optimizer
     curve = np.full(args.iters // args.eval_every + 1, np.nan)
     norms = np.full(args.iters, np.nan)
     with np.errstate(all="ignore"):  # a diverging run overflows before its loss turns NaN
         for it in range(args.iters + 1):
             if it % args.eval_every == 0:
-                pred, _ = forward(params, x_val)
+                pred, _ = forward(wide(), x_val)
                 curve[it // args.eval_every] = np.mean((pred - y_val) ** 2)
                 if not np.isfinite(curve[it // args.eval_every]):
                     curve[it // args.eval_every] = np.nan
                     break  # diverged
             if it == args.iters:
                 break
-            _, grads = loss_and_grads(params, *adding_batch(rng, args.batch, args.length))
+            _, grads = loss_and_grads(wide(), *adding_batch(rng, args.batch, args.length))
             # computed here for the unclipped runs too; with clipping, opt.last_grad_norm
             # holds the same global norm after the step
             norms[it] = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in grads))
-            opt.step(grads)
+            opt.step([g.astype(dtype) for g in grads] if narrow else grads)
     return curve, norms
 
 
@@ -214,6 +238,70 @@ def plot(configs, results, args, out_dir):
     return path
 
 
+def run_storage(args):
+    """{(optimizer, storage): [curve per seed]} for STORAGE_OPTIMIZERS x STORAGES, no clipping."""
+    names = [n for n in STORAGE_OPTIMIZERS if not args.only or n in args.only]
+    tasks = [(CONFIGS[n][0], {**CONFIGS[n][1], **options}, None, seed, dtype)
+             for n in names for dtype, options in STORAGES.values() for seed in range(args.seeds)]
+    runs = iter(run_all(tasks, args))
+    return {(n, st): [next(runs)[0] for _ in range(args.seeds)] for n in names for st in STORAGES}
+
+
+def print_storage_table(results, args):
+    """Final validation MSE per seed; 'in fp32 spread': the mean over seeds lies within fp32's
+    min..max over seeds."""
+    print(f"final val MSE = mean of the last {FINAL_EVALS} evaluations, per seed; in fp32 spread = "
+          "the mean over seeds lies within fp32's min..max")
+    print(f"{'optimizer':<18} {'storage':<31} {'final val MSE (per seed)':<34} {'mean':>7} "
+          f"{'in fp32 spread':>15}")
+    for (name, st), curves in results.items():
+        finals = [final_mse(c) for c in curves]
+        ref = [final_mse(c) for c in results[name, "fp32"]]
+        cells = " ".join("diverged" if np.isnan(f) else f"{f:.4f}" for f in finals)
+        mean = float(np.mean(finals))
+        inside = "-" if np.isnan(mean) or np.isnan(ref).any() else \
+            ("yes" if min(ref) <= mean <= max(ref) else "no")
+        print(f"{name:<18} {st:<31} {cells:<34} {mean:>7.4f} {inside:>15}")
+
+
+def plot_storage(results, args, out_dir):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(n for n, _ in results))
+    its = np.arange(args.iters // args.eval_every + 1) * args.eval_every
+    fig, axes = plt.subplots(1, len(names), figsize=(5.6 * len(names), 4.8), squeeze=False,
+                             sharey=True)
+    colors = plt.get_cmap("tab10").colors
+    for ax, name in zip(axes[0], names):
+        for st, c in zip(STORAGES, colors):
+            curves = np.array(results[name, st])
+            ls = "--" if "round-to-nearest" in st else "-"
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: diverged
+                ax.plot(its, np.nanmean(curves, 0) if np.isfinite(curves).any() else curves[0],
+                        ls, color=c, lw=1.4, label=st)
+                ax.fill_between(its, np.nanmin(curves, 0), np.nanmax(curves, 0), color=c,
+                                alpha=0.12, lw=0)
+        ax.axhline(BASELINE_MSE, color="k", ls=":", lw=1, label="predict 1.0 (0.167)")
+        ax.set_yscale("log")
+        ax.set_ylim(5e-3, 1.0)
+        ax.set_title(f"{name} (lr={CONFIGS[name][1]['lr']:g}), no clipping")
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("validation MSE")
+    axes[0, 0].legend(fontsize=8, loc="lower left")
+    fig.suptitle(f"Adding problem, T={args.length}: tanh RNN, {args.hidden} units, batch "
+                 f"{args.batch}: storage, mean over {args.seeds} seeds (shaded: min..max; a line "
+                 "that stops diverged)")
+    fig.tight_layout()
+    path = os.path.join(out_dir, "rnn_adding_storage.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--length", type=int, default=50, help="sequence length T")
@@ -222,7 +310,7 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=2000)
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--clip", type=float, default=1.0, help="max_grad_norm of the clipped runs")
-    ap.add_argument("--seeds", type=int, default=2, help="runs per configuration")
+    ap.add_argument("--seeds", type=int, help="runs per configuration (default 2, 3 with --storage)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                     help="worker processes (results do not depend on it)")
     ap.add_argument("--only", nargs="+", choices=list(CONFIGS), help="run only these optimizers")
@@ -230,7 +318,13 @@ def main(argv=None):
                     help="output directory (default: plots/ next to this script)")
     ap.add_argument("--tiny", action="store_true", help="smoke run: T=10, 60 iterations, 1 seed")
     ap.add_argument("--sweep", action="store_true", help="run the lr sweep instead (no plots)")
+    ap.add_argument("--storage", action="store_true",
+                    help="compare compact storage (8-bit state, bf16 params with stochastic "
+                         "rounding, both, bf16 rounded to nearest) with float32, without clipping, "
+                         f"for {', '.join(STORAGE_OPTIMIZERS)}; writes rnn_adding_storage.png")
     args = ap.parse_args(argv)
+    if args.seeds is None:
+        args.seeds = 3 if args.storage else 2
     if args.tiny:
         args.length, args.iters, args.eval_every, args.seeds, args.jobs = 10, 60, 20, 1, 1
     configs = {k: v for k, v in CONFIGS.items() if not args.only or k in args.only}
@@ -239,6 +333,15 @@ def main(argv=None):
     if args.sweep:
         lr_sweep(configs, args)
         print(f"done in {time.perf_counter() - t0:.1f} s")
+        return
+    if args.storage:
+        results = run_storage(args)
+        print(f"adding problem T={args.length}, hidden {args.hidden}, batch {args.batch}, "
+              f"{args.iters} iterations, {args.seeds} seed(s), no clipping: storage against float32")
+        print_storage_table(results, args)
+        os.makedirs(args.out, exist_ok=True)
+        path = plot_storage(results, args, args.out)
+        print(f"wrote {path}; done in {time.perf_counter() - t0:.1f} s")
         return
     clips = (None, args.clip)
     tasks = [(cls, kw, clip, seed) for cls, kw in configs.values() for clip in clips

@@ -144,6 +144,7 @@ def _bad_step_cases(params, grads, opt):
 def test_refcounts_unchanged_by_steps_and_errors(name):
     params, grads, opt = small_problem(name)
     opt.step(grads)  # creates the state
+    opt.step(grads)  # plans the steady-state step (the plan holds one reference to each param)
     state = _state_arrays(opt)
     watched = [*params, *grads, *state]
     cases = _bad_step_cases(params, grads, opt)
@@ -165,6 +166,7 @@ def test_refcounts_unchanged_by_steps_and_errors(name):
 def test_refcounts_unchanged_by_invalid_hyperparameters():
     params, grads, opt = small_problem("RMSprop")
     opt.step(grads)
+    opt.step(grads)  # the steady state: a plan holds one reference to each param
     watched = [*params, *grads, *_state_arrays(opt)]
     before = _refcounts(watched)
     for bad in (float("nan"), -1.0, "x"):

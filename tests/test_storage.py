@@ -64,7 +64,7 @@ def q8_encode_ref(x, unsigned):
         dlo, dhi = y - grid[lo], grid[hi] - y
         pick = np.where(dhi < dlo, hi, np.where(dlo < dhi, lo, np.where(hi % 2 == 0, hi, lo)))
         mag = pick if not unsigned else np.maximum(pick, 1)
-        code = mag | (0 if unsigned else ((np.signbit(blk) & (mag >= 0)).astype(np.int64) << 7))
+        code = mag | (0 if unsigned else ((np.signbit(blk) & (mag > 0)).astype(np.int64) << 7))
         code = np.where(fin, code, 0 if unsigned else 0x80)
         codes[b * BLOCK:(b + 1) * BLOCK] = code
     return codes, absmax
@@ -72,6 +72,8 @@ def q8_encode_ref(x, unsigned):
 
 def _q8_inputs(rng, n):
     x = rng.standard_normal(n).astype(np.float32) * np.exp(rng.uniform(-30, 5, n)).astype(np.float32)
+    x[rng.integers(0, n, 4)] = -0.0  # a negative zero, and negatives below the smallest code,
+    x[rng.integers(0, n, 4)] = -1e-30  # must encode as +0, not as the non-finite code
     x[rng.integers(0, n, 8)] = 0.0
     x[rng.integers(0, n, 3)] = np.nan
     x[rng.integers(0, n, 2)] = np.inf
@@ -94,7 +96,7 @@ def test_q8_code_matches_its_definition(unsigned, isa):
         back = _core.q8_decode(codes, absmax, unsigned)
         np.testing.assert_array_equal(back, q8_decode_ref(codes, absmax, unsigned))
         fin = np.isfinite(x)
-        assert np.all(np.isnan(back[~fin]))
+        assert np.all(np.isnan(back[~fin])) and not np.any(np.isnan(back[fin]))
         # relative error of the E?M3 grid: at most 2^-4 above the subnormal range
         a = np.repeat(absmax, BLOCK)[:n]
         big = fin & (np.abs(x) > a * 2.0 ** (-12 if not unsigned else -28))

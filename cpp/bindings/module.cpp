@@ -219,6 +219,25 @@ PYBIND11_MODULE(_core, m) {
         "max_norm >= 0 clips by the global gradient norm. Returns (norm or None, StepStatus, list of\n"
         "StepStats per group or None). counts (int64[2]: applied, skipped steps) and on_apply ((object,\n"
         "name, value) set when the step applies) are updated inside the call, atomically with the step.");
+  py::class_<Plan>(m, "Plan", py::custom_type_setup([](PyHeapTypeObject* heap_type) {
+                     auto* type = &heap_type->ht_type;  // holds groups, dicts, params: GC-visible
+                     type->tp_flags |= Py_TPFLAGS_HAVE_GC;
+                     type->tp_traverse = [](PyObject* self, visitproc visit, void* arg) {
+                       Py_VISIT(Py_TYPE(self));
+                       if (!py::detail::is_holder_constructed(self)) return 0;
+                       return py::cast<const Plan&>(py::handle(self)).traverse(visit, arg);
+                     };
+                     type->tp_clear = [](PyObject* self) {
+                       if (py::detail::is_holder_constructed(self)) py::cast<Plan&>(py::handle(self)).clear();
+                       return 0;
+                     };
+                   }),
+                   "A step planned once, checked each time with pointer comparisons.")
+      .def(py::init<py::list, py::array>(), py::arg("entries"), py::arg("counts"))
+      .def("step", &Plan::step, py::arg("grads"), py::arg("max_norm"), py::arg("skip_nonfinite"),
+           py::arg("want_stats"),
+           "multi_step's result, or None (nothing done) when a group, its params or a planned value changed.");
+
   m.def("commit", &commit, py::arg("ops"),
         "Apply ('setattr', obj, name, value), ('replace', dict, mapping) and ('copyto', dst, src)\n"
         "operations all at once (all checked first), with no Python code running in between.");

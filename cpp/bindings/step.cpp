@@ -72,39 +72,9 @@ void set_sparse_rows_type(py::handle type) {
   g_sparse_rows_type = type.inc_ref().ptr();
 }
 
-// Everything one step updates, gathered while validating: one TensorRef per dense tensor or per
-// row of a sparse gradient, the hyperparameters of each, and what to commit once it has run.
-struct Batch {
-  std::vector<TensorRef> tensors;
-  std::vector<const Hyper*> hypers;
-  std::vector<std::int64_t*> counters;
-  std::vector<unsigned*> fresh;                       // cleared after the step
-  std::vector<std::pair<double*, double>> state;      // rule state values to store
-  const KernelTable* table = &active_table();
-  // The last step scalars computed: tensors of a group usually share their step number, and
-  // pow() is too slow to call per tensor of a small step. (Not for rules with state.)
-  const Hyper* last_h = nullptr;
-  std::int64_t last_step = -1;
-  TensorRef last;
-
-  void scalars(TensorRef& r, const Hyper* h, std::int64_t step, double* rule_state, std::size_t nstate) {
-    if (nstate != 0) {
-      double next[kMaxRuleState];
-      for (std::size_t k = 0; k < nstate; ++k) next[k] = rule_state[k];
-      fill_step_scalars(r, *h, step, next);
-      for (std::size_t k = 0; k < nstate; ++k) state.emplace_back(rule_state + k, next[k]);
-      return;
-    }
-    if (h != last_h || step != last_step) {
-      fill_step_scalars(last, *h, step, nullptr);
-      last_h = h;
-      last_step = step;
-    }
-    std::copy(std::begin(last.scalars), std::end(last.scalars), std::begin(r.scalars));
-  }
-};
-
 namespace {
+
+PyObject* descr_of(py::handle arr) { return py::detail::array_proxy(arr.ptr())->descr; }
 
 std::string state_kind_name(StateKind k) {
   return k == StateKind::Math ? "float32" : k == StateKind::BF16 ? "bfloat16" : "8bit";
@@ -169,7 +139,7 @@ Group::Group(int rule, py::list params, py::list states, py::array steps, py::ob
     if (mode_ != ParamMode::Round && !half)
       throw py::value_error(pl + ": " + (mode_ == ParamMode::Master ? "master_weights" : "stochastic_rounding") +
                             "=True needs a float16 or bfloat16 parameter, got " + dtype_name(pv.dtype));
-    held_[i].push_back({py::reinterpret_borrow<py::object>(p), pv, -1});
+    held_[i].push_back({py::reinterpret_borrow<py::object>(p), pv, -1, descr_of(p)});
     TensorRef& t = tensors_[i];
     t.p = pv.data;
     t.n = pv.n;
@@ -199,7 +169,7 @@ Group::Group(int rule, py::list params, py::list states, py::array steps, py::ob
       if (!same_shape(codes, p))
         throw py::value_error(bn.str() + ": shape " + fmt_shape(codes) + " does not match the parameter's shape " +
                               fmt_shape(p));
-      held_[i].push_back({py::reinterpret_borrow<py::object>(codes), bv, s});
+      held_[i].push_back({py::reinterpret_borrow<py::object>(codes), bv, s, descr_of(codes)});
       t.s[s] = bv.data;
       written.push_back(interval_of(bv, bn.str()));
       if (state_ == StateKind::Q8) {
@@ -209,7 +179,7 @@ Group::Group(int rule, py::list params, py::list states, py::array steps, py::ob
         if (py::detail::array_proxy(scales.ptr())->nd != 1 || qv.n != blocks)
           throw py::value_error(qn.str() + ": expected a 1-D array of " + std::to_string(blocks) + " blocks, got shape " +
                                 fmt_shape(scales));
-        held_[i].push_back({py::reinterpret_borrow<py::object>(scales), qv, kScalesSlot + s});
+        held_[i].push_back({py::reinterpret_borrow<py::object>(scales), qv, kScalesSlot + s, descr_of(scales)});
         t.q[s] = static_cast<float*>(qv.data);
         written.push_back(interval_of(qv, qn.str()));
       }
@@ -220,7 +190,7 @@ Group::Group(int rule, py::list params, py::list states, py::array steps, py::ob
       if (!same_shape(m, p))
         throw py::value_error(Name{kMaster, first_index + i}.str() + ": shape " + fmt_shape(m) +
                               " does not match the parameter's shape " + fmt_shape(p));
-      held_[i].push_back({py::reinterpret_borrow<py::object>(m), mv, kMasterSlot});
+      held_[i].push_back({py::reinterpret_borrow<py::object>(m), mv, kMasterSlot, descr_of(m)});
       t.master = static_cast<float*>(mv.data);
       written.push_back(interval_of(mv, Name{kMaster, first_index + i}.str()));
     }
@@ -264,7 +234,16 @@ void Group::check_held(std::size_t i) const {
   // The arrays may have changed since construction (flags.writeable cleared, dtype or shape
   // reassigned in place): check them again, so nothing is written behind their back.
   static const std::string kMaster = "state['master']";
+  constexpr int kNeed = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ | py::detail::npy_api::NPY_ARRAY_ALIGNED_ |
+                        py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
   for (const Held& h : held_[i]) {
+    // Fast: the same data, dtype object, size and the flags writing needs (pointer compares).
+    const auto* a = py::detail::array_proxy(h.obj.ptr());
+    if (a->data == h.view.data && a->descr == h.descr && (a->flags & kNeed) == kNeed) {
+      std::size_t n = 1;
+      for (int d = 0; d < a->nd; ++d) n *= static_cast<std::size_t>(a->dimensions[d]);
+      if (n == h.view.n) continue;
+    }
     View now;
     if (h.slot < 0) {
       now = check_array(h.obj, Name{param_label_, first_index_ + i}, true);
@@ -387,45 +366,32 @@ void Group::collect_rows(std::size_t i, py::tuple rows, const Name& gn, const Te
   }
 }
 
-py::tuple multi_step(const std::vector<const Group*>& groups, const std::vector<const Hyper*>& hypers,
-                     py::object grads, double max_norm, bool skip_nonfinite, bool want_norm, bool want_stats,
-                     py::object counts, py::object on_apply) {
-  if (groups.size() != hypers.size()) throw py::value_error("one Hyper per group expected");
-  std::int64_t* const counters = check_counts(counts);
-  std::vector<std::tuple<py::handle, py::handle, py::handle>> sets;
-  if (!on_apply.is_none()) {
-    for (py::handle op : py::cast<py::list>(on_apply)) {
-      auto t = py::cast<py::tuple>(op);
-      if (t.size() != 3 || !PyUnicode_Check(t[1].ptr())) throw py::value_error("on_apply: expected (object, name, value)");
-      sets.emplace_back(t[0], t[1], t[2]);
-    }
-  }
+namespace {
+
+// The step proper, shared by multi_step and Plan::step: validates every gradient of every group
+// (raising before anything is written), then, without the GIL, the norm, the guard, the update
+// and the counters; then the step and skip counts and the on_apply attributes.
+py::tuple run_batch(const std::vector<const Group*>& groups, std::vector<Hyper>& local, py::handle grads,
+                    double max_norm, bool skip_nonfinite, bool want_norm, bool want_stats, std::int64_t* counters,
+                    const std::vector<std::tuple<py::handle, py::handle, py::handle>>& sets, Batch& batch) {
   // A tuple of our own holds a reference to every gradient while the kernels run without the
   // GIL: another thread may empty the caller's list meanwhile.
-  if (!PySequence_Check(grads.ptr())) throw py::type_error("grads: expected a sequence of arrays");
-  py::object seq = py::reinterpret_steal<py::object>(PySequence_Tuple(grads.ptr()));
-  if (!seq) throw py::error_already_set();
+  py::object seq;
+  if (PyTuple_CheckExact(grads.ptr())) {
+    seq = py::reinterpret_borrow<py::object>(grads);
+  } else {
+    if (!PySequence_Check(grads.ptr())) throw py::type_error("grads: expected a sequence of arrays");
+    seq = py::reinterpret_steal<py::object>(PySequence_Tuple(grads.ptr()));
+    if (!seq) throw py::error_already_set();
+  }
   const std::size_t ng = static_cast<std::size_t>(PyTuple_GET_SIZE(seq.ptr()));
   PyObject* const* items = &PyTuple_GET_ITEM(seq.ptr(), 0);
   std::size_t expected = 0;
-  for (const Group* g : groups) {
-    if (g == nullptr) throw py::type_error("None group");
-    expected += g->size();
-  }
+  for (const Group* g : groups) expected += g->size();
   if (ng != expected)
     throw py::value_error("grads: expected " + std::to_string(expected) + " arrays (one per parameter, " +
                           "in parameter order), got " + std::to_string(ng));
-  // Local copies: the clipping scale of this step goes into them, not into the caller's.
-  std::vector<Hyper> local(groups.size());
-  for (std::size_t k = 0; k < groups.size(); ++k) {
-    if (hypers[k] == nullptr) throw py::type_error("None hyper");
-    if (hypers[k]->rule != groups[k]->rule()) throw py::value_error("hyperparameters are for another rule");
-    local[k] = *hypers[k];
-  }
-  Batch batch;
-  batch.tensors.reserve(ng);
-  batch.hypers.reserve(ng);
-  batch.counters.reserve(ng);
+  batch.reset(ng);
   std::size_t offset = 0;
   for (std::size_t k = 0; k < groups.size(); ++k) {
     groups[k]->collect(items, offset, &local[k], static_cast<std::uint32_t>(k), groups, batch);
@@ -435,8 +401,9 @@ py::tuple multi_step(const std::vector<const Group*>& groups, const std::vector<
   std::vector<StepStats> stats(want_stats ? groups.size() : 0);
   double norm = 0;
   bool applied = true;
-  {
-    py::gil_scoped_release nogil;
+  std::size_t total = 0;
+  for (const TensorRef& t : batch.tensors) total += t.n;
+  auto work = [&] {
     if (clip || skip_nonfinite || want_norm) {
       bool nonfinite = false;
       norm = std::sqrt(grad_sumsq(batch.tensors.data(), batch.tensors.size(), &nonfinite));
@@ -453,6 +420,12 @@ py::tuple multi_step(const std::vector<const Group*>& groups, const std::vector<
       for (unsigned* f : batch.fresh) *f = 0;
       for (const auto& [where, value] : batch.state) *where = value;
     }
+  };
+  if (total < kHoldGilBelow) {
+    work();  // a tiny step: releasing and retaking the GIL would cost more than the step
+  } else {
+    py::gil_scoped_release nogil;
+    work();
   }
   const StepStatus status =
       !applied ? StepStatus::skipped : (batch.counters.empty() ? StepStatus::nothing : StepStatus::applied);
@@ -465,7 +438,112 @@ py::tuple multi_step(const std::vector<const Group*>& groups, const std::vector<
   py::object norm_obj = (clip || skip_nonfinite || want_norm) ? py::object(py::float_(norm)) : py::object(py::none());
   py::object stats_obj = py::none();
   if (want_stats && applied) stats_obj = py::cast(stats);
-  return py::make_tuple(norm_obj, status, stats_obj);
+  return py::make_tuple(norm_obj, static_cast<int>(status), stats_obj);
+}
+
+}  // namespace
+
+py::tuple multi_step(const std::vector<const Group*>& groups, const std::vector<const Hyper*>& hypers,
+                     py::object grads, double max_norm, bool skip_nonfinite, bool want_norm, bool want_stats,
+                     py::object counts, py::object on_apply) {
+  if (groups.size() != hypers.size()) throw py::value_error("one Hyper per group expected");
+  std::int64_t* const counters = check_counts(counts);
+  std::vector<std::tuple<py::handle, py::handle, py::handle>> sets;
+  if (!on_apply.is_none()) {
+    for (py::handle op : py::cast<py::list>(on_apply)) {
+      auto t = py::cast<py::tuple>(op);
+      if (t.size() != 3 || !PyUnicode_Check(t[1].ptr())) throw py::value_error("on_apply: expected (object, name, value)");
+      sets.emplace_back(t[0], t[1], t[2]);
+    }
+  }
+  // Local copies: the clipping scale of this step goes into them, not into the caller's.
+  std::vector<Hyper> local(groups.size());
+  for (std::size_t k = 0; k < groups.size(); ++k) {
+    if (groups[k] == nullptr) throw py::type_error("None group");
+    if (hypers[k] == nullptr) throw py::type_error("None hyper");
+    if (hypers[k]->rule != groups[k]->rule()) throw py::value_error("hyperparameters are for another rule");
+    local[k] = *hypers[k];
+  }
+  Batch batch;
+  py::tuple r = run_batch(groups, local, grads, max_norm, skip_nonfinite, want_norm, want_stats, counters, sets, batch);
+  return py::make_tuple(r[0], static_cast<StepStatus>(r[1].cast<int>()), r[2]);
+}
+
+Plan::Plan(py::list entries, py::array counts) {
+  counts_ = check_counts(counts);
+  if (counts_ == nullptr) throw py::value_error("counts: expected an int64 array of 2 counters");
+  counts_ref_ = counts;
+  static const py::str kParams("params");
+  params_key_ = kParams;
+  for (py::handle item : entries) {
+    auto t = py::cast<py::tuple>(item);
+    if (t.size() != 5) throw py::value_error("Plan: expected (group, hyper, group dict, keys, values) entries");
+    Entry e;
+    e.group_obj = py::reinterpret_borrow<py::object>(t[0]);
+    e.group = &py::cast<const Group&>(t[0]);
+    e.hyper = py::cast<Hyper>(t[1]);
+    e.dict = py::reinterpret_borrow<py::object>(t[2]);
+    if (!PyDict_Check(e.dict.ptr())) throw py::type_error("Plan: a group must be a dict");
+    e.params = py::reinterpret_borrow<py::object>(PyDict_GetItemWithError(e.dict.ptr(), kParams.ptr()));
+    if (!e.params || !PyList_Check(e.params.ptr()) ||
+        static_cast<std::size_t>(PyList_GET_SIZE(e.params.ptr())) != e.group->size())
+      throw py::value_error("Plan: the group's params list does not match its native group");
+    for (std::size_t i = 0; i < e.group->size(); ++i)
+      e.param_objs.push_back(py::reinterpret_borrow<py::object>(PyList_GET_ITEM(e.params.ptr(), i)));
+    auto keys = py::cast<py::tuple>(t[3]), values = py::cast<py::tuple>(t[4]);
+    if (keys.size() != values.size()) throw py::value_error("Plan: keys and values differ in length");
+    for (std::size_t k = 0; k < keys.size(); ++k) {
+      e.keys.push_back(py::reinterpret_borrow<py::object>(keys[k]));
+      e.values.push_back(py::reinterpret_borrow<py::object>(values[k]));
+    }
+    groups_.push_back(e.group);
+    entries_.push_back(std::move(e));
+  }
+}
+
+bool Plan::current() const {
+  for (const Entry& e : entries_) {
+    PyObject* d = e.dict.ptr();
+    if (PyDict_GetItemWithError(d, params_key_.ptr()) != e.params.ptr()) return false;
+    const std::size_t n = e.param_objs.size();
+    if (static_cast<std::size_t>(PyList_GET_SIZE(e.params.ptr())) != n) return false;
+    for (std::size_t i = 0; i < n; ++i)
+      if (PyList_GET_ITEM(e.params.ptr(), i) != e.param_objs[i].ptr()) return false;
+    // The values the Hyper was built from, by identity (the plan holds them: no id is reused);
+    // only immutable values are planned, so the same object means the same value.
+    for (std::size_t k = 0; k < e.keys.size(); ++k)
+      if (PyDict_GetItemWithError(d, e.keys[k].ptr()) != e.values[k].ptr()) return false;
+  }
+  if (PyErr_Occurred()) throw py::error_already_set();
+  return true;
+}
+
+py::object Plan::step(py::handle grads, double max_norm, bool skip_nonfinite, bool want_stats) {
+  if (!current()) return py::none();
+  local_.resize(entries_.size());
+  for (std::size_t k = 0; k < entries_.size(); ++k) local_[k] = entries_[k].hyper;
+  static const std::vector<std::tuple<py::handle, py::handle, py::handle>> kNoSets;
+  py::tuple r = run_batch(groups_, local_, grads, max_norm, skip_nonfinite, false, want_stats, counts_, kNoSets, batch_);
+  return py::make_tuple(r[0], r[2]);
+}
+
+int Plan::traverse(visitproc visit, void* arg) const {
+  Py_VISIT(counts_ref_.ptr());
+  for (const Entry& e : entries_) {
+    Py_VISIT(e.group_obj.ptr());
+    Py_VISIT(e.dict.ptr());
+    Py_VISIT(e.params.ptr());
+    for (const auto& o : e.param_objs) Py_VISIT(o.ptr());
+    for (const auto& o : e.values) Py_VISIT(o.ptr());
+  }
+  return 0;
+}
+
+void Plan::clear() {
+  entries_.clear();
+  groups_.clear();
+  counts_ref_ = py::object();
+  counts_ = nullptr;
 }
 
 void commit(py::list ops) {

@@ -6,8 +6,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "buffers.h"
@@ -17,7 +19,56 @@ namespace adaptopt::bindings {
 
 enum class StepStatus : int { nothing = 0, applied = 1, skipped = 2 };
 
-struct Batch;
+// Steps below this many elements keep the GIL: releasing and retaking it costs more.
+constexpr std::size_t kHoldGilBelow = 4096;
+
+// Everything one step updates, gathered while validating: one TensorRef per dense tensor or per
+// row of a sparse gradient, the hyperparameters of each, and what to commit once it has run.
+struct Batch {
+  std::vector<TensorRef> tensors;
+  std::vector<const Hyper*> hypers;
+  std::vector<std::int64_t*> counters;
+  std::vector<unsigned*> fresh;                       // cleared after the step
+  std::vector<std::pair<double*, double>> state;      // rule state values to store
+  const KernelTable* table = &active_table();
+  // The last step scalars computed: tensors of a group usually share their step number, and
+  // pow() is too slow to call per tensor of a small step. (Not for rules with state.)
+  const Hyper* last_h = nullptr;
+  std::int64_t last_step = -1;
+  TensorRef last;
+
+  // Empty, keeping the capacity (a plan reuses one batch step after step).
+  void reset(std::size_t tensors_hint) {
+    tensors.clear();
+    hypers.clear();
+    counters.clear();
+    fresh.clear();
+    state.clear();
+    tensors.reserve(tensors_hint);
+    hypers.reserve(tensors_hint);
+    counters.reserve(tensors_hint);
+    table = &active_table();
+    last_h = nullptr;
+    last_step = -1;
+  }
+
+  void scalars(TensorRef& r, const Hyper* h, std::int64_t step, double* rule_state, std::size_t nstate) {
+    if (nstate != 0) {
+      double next[kMaxRuleState];
+      for (std::size_t k = 0; k < nstate; ++k) next[k] = rule_state[k];
+      fill_step_scalars(r, *h, step, next);
+      for (std::size_t k = 0; k < nstate; ++k) state.emplace_back(rule_state + k, next[k]);
+      return;
+    }
+    if (h != last_h || step != last_step) {
+      fill_step_scalars(last, *h, step, nullptr);
+      last_h = h;
+      last_step = step;
+    }
+    std::copy(std::begin(last.scalars), std::end(last.scalars), std::begin(r.scalars));
+  }
+};
+
 
 // The parameters of one param group with their state buffers, step counters and per-parameter
 // rule state. Holds references to every array so the raw pointers stay valid.
@@ -54,6 +105,7 @@ class Group {
     py::object obj;
     View view;
     int slot;  // k: slot k; kScalesSlot + k: its absmax; kMasterSlot: the master copy
+    PyObject* descr;  // its dtype object then (the array holds it alive): a cheap re-check
   };
   static constexpr int kScalesSlot = 100, kMasterSlot = 200;
   void check_held(std::size_t i) const;
@@ -94,6 +146,37 @@ void set_sparse_rows_type(py::handle type);
 py::tuple multi_step(const std::vector<const Group*>& groups, const std::vector<const Hyper*>& hypers,
                      py::object grads, double max_norm, bool skip_nonfinite, bool want_norm, bool want_stats,
                      py::object counts, py::object on_apply);
+
+// A step planned once and checked each time with pointer comparisons: the native groups with
+// their hyperparameters, the group dicts, their params lists and the values the
+// hyperparameters were built from. step() returns None (having done nothing) when any of them
+// changed: the caller then takes the full path (validating hyperparameters, creating state) and
+// plans again. Every buffer and gradient check of multi_step still runs.
+class Plan {
+ public:
+  // entries: (Group, Hyper, group dict, keys tuple, values tuple) per group; counts: as multi_step's.
+  Plan(py::list entries, py::array counts);
+  py::object step(py::handle grads, double max_norm, bool skip_nonfinite, bool want_stats);
+  int traverse(visitproc visit, void* arg) const;
+  void clear();
+
+ private:
+  struct Entry {
+    py::object group_obj;
+    const Group* group = nullptr;
+    Hyper hyper;
+    py::object dict, params;
+    std::vector<py::object> param_objs, keys, values;
+  };
+  bool current() const;
+
+  std::vector<Entry> entries_;
+  std::vector<const Group*> groups_;
+  py::object counts_ref_, params_key_;
+  std::int64_t* counts_ = nullptr;
+  std::vector<Hyper> local_;
+  Batch batch_;  // reused: its vectors keep their capacity
+};
 
 // Applies a list of operations all at once or not at all (everything is checked first), with no
 // Python code running in between: ("setattr", obj, name, value), ("replace", dict, mapping)

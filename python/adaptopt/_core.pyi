@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['FLAGS', 'Group', 'Hyper', 'MAX_SLOTS', 'Probe', 'Q8_BLOCK', 'RuleInfo', 'StepStats', 'StepStatus', 'available_isas', 'commit', 'find_overlap', 'get_num_threads', 'isa', 'multi_step', 'parallel_threshold', 'q8_decode', 'q8_encode', 'rules', 'set_bfloat16_dtype', 'set_isa', 'set_num_threads', 'set_parallel_threshold', 'set_sparse_rows_type']
+__all__: list[str] = ['FLAGS', 'Group', 'Hyper', 'MAX_SLOTS', 'Plan', 'Probe', 'Q8_BLOCK', 'RuleInfo', 'StepStats', 'StepStatus', 'available_isas', 'commit', 'find_overlap', 'get_num_threads', 'isa', 'multi_step', 'parallel_threshold', 'q8_decode', 'q8_encode', 'rules', 'set_bfloat16_dtype', 'set_isa', 'set_num_threads', 'set_parallel_threshold', 'set_sparse_rows_type']
 class RuleInfo:
     """
     One update rule as the native core defines it.
@@ -160,6 +160,16 @@ class Group:
     def arrays(self, i: typing.SupportsInt | typing.SupportsIndex) -> list:
         """
         [param, slot 0 or None, ...] of param i.
+        """
+class Plan:
+    """
+    A step planned once, checked each time with pointer comparisons.
+    """
+    def __init__(self, entries: list, counts: numpy.ndarray) -> None:
+        ...
+    def step(self, grads: typing.Any, max_norm: typing.SupportsFloat | typing.SupportsIndex, skip_nonfinite: bool, want_stats: bool) -> typing.Any:
+        """
+        multi_step's result, or None (nothing done) when a group, its params or a planned value changed.
         """
 class Probe:
     """

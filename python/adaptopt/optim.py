@@ -78,6 +78,7 @@ class Optimizer:
         # [applied steps (what lr schedules are evaluated at), skipped steps]: advanced by the
         # native step itself, atomically with the update.
         self._counts = np.zeros(2, dtype=np.int64)
+        self._plan: Any = None  # _core.Plan of the steady-state step, or None
         self._nparams = 0
         self._lock = threading.Lock()  # steps, loads and saves of one optimizer serialize
         self.param_groups: List[Dict[str, Any]] = []
@@ -146,6 +147,7 @@ class Optimizer:
         self.param_groups.append(group)
         self._bindings.append(b)
         self._nparams += len(params)
+        self._plan = None
 
     def _check_disjoint(self, params: List[np.ndarray]) -> None:
         """New params must not share memory with each other, with the optimizer's params or with
@@ -233,31 +235,58 @@ class Optimizer:
                 raise TypeError("grads: expected a sequence of arrays (one per parameter), got an ndarray")
             grads = list(grads)
         with self._lock:
-            n = self._nparams
-            if len(grads) != n:
-                raise ValueError(f"grads: expected {n} arrays (one per parameter, in parameter order), "
-                                 f"got {len(grads)}")
-            if self._sparse_mode == "dense":
-                grads = densify(grads, self._all_params())
-            natives, hypers, on_apply = [], [], []
-            for gi, (group, b) in enumerate(zip(self.param_groups, self._bindings)):
-                b.check_params(gi, group)
-                self._check_storage(gi, group, b)
-                built = b.hyper(gi, group, self._resolved)
-                native = b.native
-                if not b.complete:
-                    new = b.missing_state(grads[b.first:b.first + len(b.params)])
-                    if new is not None:  # kept, by the native step, only if the step applies
-                        bufs, masters, native = new
-                        on_apply += [(b, "bufs", bufs), (b, "masters", masters), (b, "native", native)]
-                natives.append(native)
-                hypers.append(built.hyper)
-            clip = self._max_grad_norm
-            norm, _, stats = _core.multi_step(natives, hypers, grads, -1.0 if clip is None else clip,
-                                              self._skip_nonfinite, False, self._track_stats, self._counts,
-                                              on_apply)
-            self.last_grad_norm = norm
-            self.last_stats = None if stats is None else [_stats_dict(s) for s in stats]
+            plan = self._plan
+            if plan is not None and self._sparse_mode == "lazy":
+                clip = self._max_grad_norm
+                r = plan.step(grads, -1.0 if clip is None else clip, self._skip_nonfinite, self._track_stats)
+                if r is not None:
+                    self.last_grad_norm = r[0]
+                    self.last_stats = None if r[1] is None else [_stats_dict(s) for s in r[1]]
+                    return
+            self._step_slow(grads)
+            self._plan = self._make_plan()
+
+    def _make_plan(self) -> Any:
+        """The plan of the next steps, when every group is complete (no state to create) and its
+        values are immutable (a schedule is evaluated each step: no plan)."""
+        if self._sparse_mode != "lazy":
+            return None
+        entries = []
+        for group, b in zip(self.param_groups, self._bindings):
+            keys = (*self._spec.keys, *_storage.KEYS)
+            values = tuple(group.get(k) for k in keys)
+            if not b.complete or b.built is None or not all(map(_immutable, values)):
+                return None
+            entries.append((b.native, b.built.hyper, group, keys, values))
+        return _core.Plan(entries, self._counts)
+
+    def _step_slow(self, grads: Sequence[Any]) -> None:
+        """The full step: checks the groups and their hyperparameters, creates missing state."""
+        n = self._nparams
+        if len(grads) != n:
+            raise ValueError(f"grads: expected {n} arrays (one per parameter, in parameter order), "
+                             f"got {len(grads)}")
+        if self._sparse_mode == "dense":
+            grads = densify(grads, self._all_params())
+        natives, hypers, on_apply = [], [], []
+        for gi, (group, b) in enumerate(zip(self.param_groups, self._bindings)):
+            b.check_params(gi, group)
+            self._check_storage(gi, group, b)
+            built = b.hyper(gi, group, self._resolved)
+            native = b.native
+            if not b.complete:
+                new = b.missing_state(grads[b.first:b.first + len(b.params)])
+                if new is not None:  # kept, by the native step, only if the step applies
+                    bufs, masters, native = new
+                    on_apply += [(b, "bufs", bufs), (b, "masters", masters), (b, "native", native)]
+            natives.append(native)
+            hypers.append(built.hyper)
+        clip = self._max_grad_norm
+        norm, _, stats = _core.multi_step(natives, hypers, grads, -1.0 if clip is None else clip,
+                                          self._skip_nonfinite, False, self._track_stats, self._counts,
+                                          on_apply)
+        self.last_grad_norm = norm
+        self.last_stats = None if stats is None else [_stats_dict(s) for s in stats]
 
     def _check_storage(self, gi: int, group: Dict[str, Any], b: GroupBinding) -> None:
         """Storage options changed in the group dict: allowed (and applied) only while the group
@@ -307,7 +336,7 @@ class Optimizer:
         for group, b in zip(self.param_groups, bindings):  # keep the caller's group dicts
             b.param_list = group["params"]
         ops: List[tuple] = [("replace", group, g) for group, g in zip(self.param_groups, groups)]
-        return ops + [("setattr", self, "_bindings", bindings),
+        return ops + [("setattr", self, "_bindings", bindings), ("setattr", self, "_plan", None),
                       ("setattr", self, "_counts", np.array(counts, dtype=np.int64))]
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
@@ -377,6 +406,13 @@ class Optimizer:
 
 
 _NOT_KEYS = {"self", "params", "options"}
+
+
+def _immutable(v: Any) -> bool:
+    """A value whose identity implies its value (what a plan may compare by identity)."""
+    if v is None or isinstance(v, (bool, int, float, str, np.generic)):
+        return True
+    return type(v) is tuple and all(map(_immutable, v))
 
 
 def _check_signature(cls: type, spec: Spec) -> None:

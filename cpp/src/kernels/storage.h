@@ -294,7 +294,10 @@ AO_INLINE typename Companion<V>::U q8_encode(V x, V inv_scale) {
   using Q = QCode<kSigned>;
   const U b = ubits(x);
   const U sign = b.template shr<31>();
-  const V y0 = abs(x) * inv_scale;
+  // 0 stays 0 where inv_scale is infinite (a block of subnormals whose absmax is below
+  // kQMax / FLT_MAX): 0 * Inf would be NaN, whose bits make no code.
+  const V ax = abs(x);
+  const V y0 = select(lt(V::set(0), ax), ax * inv_scale, V::set(0));
   const V y = select(lt(V::set(kQMax), y0), V::set(kQMax), y0);  // clamps rounding above kQMax
   // normal: round the mantissa to 3 bits (nearest even), rebias the exponent
   const U yb = ubits(y);
@@ -305,7 +308,9 @@ AO_INLINE typename Companion<V>::U q8_encode(V x, V inv_scale) {
   const U sub = to_uint(y * V::set(Q::kSubScale));
   U mag = select(lt(y, V::set(Q::kMinNormal)), sub, normal);
   if constexpr (!kSigned) mag = umax(mag, U::set(1u));  // no zero: the smallest code
-  const U code = kSigned ? (mag | sign.template shl<7>()) : mag;
+  // A magnitude that rounds to 0 takes no sign: the code of -0 (0x80) stands for a non-finite
+  // value, so a small negative value (or -0.0) must encode as +0, not decode as NaN.
+  const U code = kSigned ? select(ueq(mag, U::set(0u)), mag, mag | sign.template shl<7>()) : mag;
   const auto finite = ult(b & U::set(0x7FFFFFFFu), U::set(0x7F800000u));
   return select(finite, code, U::set(Q::kNonFinite));
 }

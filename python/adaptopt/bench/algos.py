@@ -52,9 +52,11 @@ class Algo:
 
         return Optimizer._classes[self.spec.name](params, **self.variant.kwargs, **options)
 
-    def stepper(self, params: list[np.ndarray], grads: list[np.ndarray]) -> Callable[[], None]:
-        """One adaptopt step over ``params`` per call (the measured implementation)."""
-        opt = self.make(params)
+    def stepper(self, params: list[np.ndarray], grads: list[np.ndarray],
+                options: Mapping[str, Any] | None = None) -> Callable[[], None]:
+        """One adaptopt step over ``params`` per call (the measured implementation);
+        ``options``: the storage's (state_dtype, stochastic_rounding, ...)."""
+        opt = self.make(params, **(options or {}))
         return lambda: opt.step(grads)
 
 

@@ -45,9 +45,13 @@ def memory_limit(cap: int | None, held: int = 0) -> int:
     return avail if cap is None else min(avail, cap - held)
 
 
-def point_skip(n_state: int, n: int, itemsize: int, cap: int | None) -> str | None:
-    """Why a point of ``n`` elements does not fit in memory, or None."""
-    need, limit = (2 + n_state) * n * itemsize, memory_limit(cap)
+def point_skip(n_state: int, n: int, itemsize: int, cap: int | None,
+               per_element: float | None = None) -> str | None:
+    """Why a point of ``n`` elements does not fit in memory, or None. ``per_element``: the
+    bytes per element of params, grads and state (with a master copy) when the storage is not
+    one dtype everywhere (``storage.Storage.footprint``)."""
+    need = int((2 + n_state) * itemsize * n if per_element is None else per_element * n)
+    limit = memory_limit(cap)
     if need > limit:
         return f"needs {fmt_bytes(need)} (params + grads + state), limit {fmt_bytes(limit)}"
     return None
@@ -68,11 +72,15 @@ class PeerBudget:
         self.cap, self.seconds = cap, seconds
         self._memo: dict[Hashable, _Memo] = {}
 
-    def skip(self, key: Hashable, n: int, itemsize: int, n_state: int, temporaries: int) -> str | None:
+    def skip(self, key: Hashable, n: int, itemsize: int, n_state: int, temporaries: int,
+             per_element: float | None = None) -> str | None:
         """Why the peer should not run at ``n`` elements, or None (then call ``ran``). A skip is
-        remembered: a peer skipped at one size is skipped at the larger ones."""
+        remembered: a peer skipped at one size is skipped at the larger ones. ``per_element``:
+        the peer's own bytes per element (its ``extra_bytes``), else (n_state + temporaries) x
+        itemsize."""
         memo = self._memo.get(key)
-        need = (n_state + temporaries) * n * itemsize  # p and g are already there
+        # p and g are already there
+        need = int((n_state + temporaries) * n * itemsize if per_element is None else per_element * n)
         if memo is not None and memo.growth:
             need = max(need, memo.growth * n // memo.size)
         limit = memory_limit(self.cap, held=2 * n * itemsize)

@@ -6,8 +6,8 @@ and the plot; ``MODES`` maps every mode's name to its ``main(argv) -> exit code`
 from __future__ import annotations
 
 import argparse
-import json
 import importlib.util
+import json
 import re
 import sys
 from collections.abc import Sequence
@@ -16,7 +16,9 @@ from typing import Callable
 import adaptopt
 
 from . import algos, budget, report
+from . import storage as storage_mod
 from .measure import default_max_threads
+from .peers import PEER_ORDER
 from .sweep import run_sweep
 from .units import fmt_size
 
@@ -55,6 +57,20 @@ def _choices(valid: Sequence[str], what: str) -> Callable[[str], list[str]]:
     return parse
 
 
+def _storages(text: str) -> list[storage_mod.Storage]:
+    out = []
+    for tok in text.split(","):
+        if not tok.strip():
+            continue
+        try:
+            out.append(storage_mod.parse(tok))
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"no storage in {text!r}")
+    return list({s.name: s for s in out}.values())
+
+
 def _threads(text: str) -> list[int]:
     try:
         out = [int(t) for t in text.split(",")]
@@ -78,10 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog=PROG,
         usage=f"{PROG} [{'|'.join(MODES)}] [options]",
-        description="Throughput of adaptopt's optimizer steps against a same-run bandwidth probe, "
-                    "hand-written NumPy and torch.optim (for-loop, foreach, fused).",
+        description="Throughput of adaptopt's optimizer steps against a same-run bandwidth probe "
+                    "(streaming the step's buffers in their widths) and a compute floor, "
+                    "hand-written NumPy, torch.optim (for-loop, foreach, fused; fused in float32 "
+                    "and bfloat16 at compact storages) and bitsandbytes' 8-bit Adam.",
         epilog=f"Modes: {', '.join(MODES)} (default: sweep; '{PROG} MODE --help' for another "
-               "mode's options). The rules are in adaptopt/bench/: budget.py (what is skipped and "
+               "mode's options; targets: the compact-storage ratios of issue 9; memory: the peak "
+               "RSS of one very large step). The rules are in adaptopt/bench/: budget.py (what is skipped and "
                "repeated), sweep.py (what is measured), schema.py (every JSON field).")
     ap.add_argument("--quick", action="store_true",
                     help=f"a run of under a minute: sizes {','.join(map(fmt_size, QUICK_SIZES))}, "
@@ -92,7 +111,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma list of element counts (default 1e3,1e4,...,1e9, capped by memory)")
     ap.add_argument("--threads", type=_threads, help=f"comma list (default 1,{nmax})")
     ap.add_argument("--dtype", dest="dtypes", type=_choices(["float32", "float64"], "dtype"),
-                    default=["float32"], help="float32, float64 or both (default float32)")
+                    help="float32, float64 or both (default float32): shorthand for --storage "
+                         "fp32, fp64")
+    ap.add_argument("--storage", dest="storages", type=_storages, metavar="LIST",
+                    help="comma list of storages (default fp32): the param/grad dtype (fp32, fp64, "
+                         "bf16, fp16), then optionally sr (stochastic_rounding) or master "
+                         "(master_weights), then optionally the state dtype (8bit, bf16state, "
+                         "fp32state), dash-separated: e.g. " + ",".join(storage_mod.EXAMPLES) +
+                         ". The traffic model counts each stream in its width (8-bit state: 1 byte "
+                         "+ 8 bytes of absmax per 256 elements); the probe streams the same widths")
+    ap.add_argument("--no-floor", dest="floor", action="store_false",
+                    help="skip the compute floor (the fastest step's time per element with its "
+                         "arrays in L2, measured once per configuration x storage x threads, "
+                         "reported beside each point; a point whose floor is slower than its probe "
+                         "is compute-bound)")
     ap.add_argument("--isa", dest="isas", type=_choices(adaptopt.available_isas(), "ISA"),
                     help=f"comma list from {', '.join(adaptopt.available_isas())} "
                          f"(default: the active one, {adaptopt.isa()})")
@@ -114,7 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the many-small-tensors step, COUNTxSIZE (default 100x1000)")
     ap.add_argument("--no-small", dest="small", action="store_false",
                     help="skip the small-step (many tensors, 1 element) measurements")
-    ap.add_argument("--no-torch", action="store_true", help="do not run the torch.optim peers")
+    ap.add_argument("--no-torch", action="store_true",
+                    help="do not run the torch.optim (and bitsandbytes) peers")
+    ap.add_argument("--peers", type=_choices(list(PEER_ORDER), "peer"),
+                    help="comma list of the peers to run where they apply (default: all): "
+                         + ", ".join(PEER_ORDER))
+    ap.add_argument("--no-bnb", action="store_true",
+                    help="do not run bitsandbytes' 8-bit Adam (a peer at 8-bit-state points when "
+                         "bitsandbytes is installed; skipped with the reason when it is not)")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     ap.add_argument("--plot", metavar="FILE.png", help="plot throughput against size (matplotlib)")
     ap.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -132,6 +171,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.sizes = sorted(set(args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)))
     args.threads = args.threads or ([nmax] if args.quick else sorted({1, nmax}))
     args.isas = args.isas or [adaptopt.isa()]
+    if args.dtypes and args.storages:
+        ap.error("give --dtype or --storage, not both (--dtype float64 is --storage fp64)")
+    args.storages = args.storages or [storage_mod.of_dtype(d) for d in (args.dtypes or ["float32"])]
+    args.dtypes = sorted({str(s.param_dtype) for s in args.storages})
     if args.min_time is None:
         args.min_time = 0.1 if args.quick else 0.3
     if args.max_wait is None:
@@ -163,7 +206,19 @@ def _sweep(argv: list[str]) -> int:
 
 
 # mode name -> main(argv without the mode) -> exit code; the first is the default
-MODES: dict[str, Callable[[list[str]], int]] = {"sweep": _sweep}
+def _targets(argv: list[str]) -> int:
+    from . import targets
+
+    return targets.main(argv)
+
+
+def _memory(argv: list[str]) -> int:
+    from . import memory
+
+    return memory.main(argv)
+
+
+MODES: dict[str, Callable[[list[str]], int]] = {"sweep": _sweep, "targets": _targets, "memory": _memory}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

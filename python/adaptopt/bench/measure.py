@@ -29,33 +29,59 @@ GC_BYTES = 64 << 20  # after measurements on arrays this large, collect referenc
 
 
 def traffic_bytes(n_state: int, itemsize: int) -> int:
-    """Bytes per element of a step: it reads p, g and each state buffer once (2 + n_state) and
-    writes p and each state buffer once (1 + n_state). GB = 1e9 bytes."""
+    """Bytes per element of a plain (one dtype everywhere) step: it reads p, g and each state
+    buffer once (2 + n_state) and writes p and each state buffer once (1 + n_state). GB = 1e9
+    bytes. ``storage.Storage.traffic`` is the model per stream for every storage."""
     return (3 + 2 * n_state) * itemsize
 
 
 class BandwidthProbe:
     """The native STREAM-style probe (``_core.Probe``): one pass over exactly the buffers a step
-    with ``n_state`` state buffers streams (reads p, g and each state buffer, writes p and each
-    state buffer), with the kernels' ISA, thread count and parallel split, and a trivial add per
-    stream that leaves the values unchanged. ``p``, ``g`` and ``states`` (``n_state`` arrays) may
-    be given to stream a point's own arrays (e.g. an optimizer's state: already paged in)."""
+    with ``n_state`` state buffers streams, in their widths (reads p or the master, g and each
+    state buffer with its 8-bit absmax, writes p, the master and each state buffer), with the
+    kernels' ISA, thread count and parallel split, and a trivial add per stream that leaves the
+    values unchanged. ``p``, ``g`` and ``states`` (``n_state`` buffers: arrays, or (codes,
+    absmax) pairs for 8-bit state) and ``master`` may be given to stream a point's own arrays
+    (e.g. an optimizer's state: already paged in). ``storage`` (``storage.Storage``, default the
+    plain storage of ``dtype``) sets the widths; buffers not given are made in them."""
 
     def __init__(self, n: int, n_state: int, dtype: Any = np.float32, p: np.ndarray | None = None,
-                 g: np.ndarray | None = None, states: Sequence[np.ndarray] | None = None):
+                 g: np.ndarray | None = None, states: Sequence[Any] | None = None,
+                 storage: Any = None, master: np.ndarray | None = None):
+        from adaptopt import _storage
+
+        from . import storage as st
+
         if not 0 <= n_state <= _core.MAX_SLOTS:
             raise ValueError(f"n_state must be in 0..{_core.MAX_SLOTS}, got {n_state}")
         if states is not None and len(states) != n_state:
             raise ValueError(f"states: expected {n_state} arrays, got {len(states)}")
-        self.n, self.n_state, self.dtype = n, n_state, np.dtype(dtype)
+        self.storage = st.of_dtype(dtype) if storage is None else storage
+        self.n, self.n_state = n, n_state
+        self.dtype = self.storage.param_dtype
         self.p = np.zeros(n, self.dtype) if p is None else p
         self.g = np.ones(n, self.dtype) if g is None else g
-        self.states = [np.zeros(n, self.dtype) for _ in range(n_state)] if states is None else list(states)
-        self._probe = _core.Probe(self.p, self.g, self.states)
+        if states is None:
+            kind = self.storage.state_dtype
+            if kind == "8bit":
+                states = [(np.zeros(n, np.uint8), np.zeros(-(-n // _storage.Q8_BLOCK), np.float32))
+                          for _ in range(n_state)]
+            else:
+                sd = {"bfloat16": _storage.BFLOAT16}.get(kind, np.dtype(kind))
+                states = [np.zeros(n, sd) for _ in range(n_state)]
+        self.states = list(states)
+        if self.storage.master and master is None:
+            master = self.p.astype(np.float32)
+        self.master = master if self.storage.master else None
+        self._probe = _core.Probe(self.p, self.g, self.states, self.storage.state_kind, self.master)
 
     @property
-    def bytes_per_pass(self) -> int:
-        return traffic_bytes(self.n_state, self.dtype.itemsize) * self.n
+    def bytes_per_element(self) -> float:
+        return self.storage.bytes_per_element(self.n_state)
+
+    @property
+    def bytes_per_pass(self) -> float:
+        return self.bytes_per_element * self.n
 
     def run(self) -> None:
         """One pass (time it like a step)."""

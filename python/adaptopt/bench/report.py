@@ -51,7 +51,20 @@ def _render(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool
 
 
 def _varying(rows: list[dict], key: str) -> bool:
-    return len({r[key] for r in rows}) > 1
+    return len({r.get(key) for r in rows}) > 1
+
+
+def _floor(r: dict) -> str:
+    """The compute floor's GB/s, starred when it, not the probe, is the limit."""
+    f = r.get("floor_gb_per_s")
+    if f is None:
+        return "-"
+    return f"{f:.1f}" + ("*" if r.get("bound") == "compute" else "")
+
+
+def _of_limit(r: dict) -> str:
+    v = r.get("share_of_limit")
+    return "-" if v is None else f"{v:.0%}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -64,19 +77,22 @@ def print_table(doc: Doc) -> None:
         print("no points were measured")
         return
     peers = _peers_in(points)
-    extra = [k for k in ("dtype", "isa") if _varying(points, k)]
-    header = ["algorithm", "size", *extra, "thr", "median", "min", "max", "Melem/s", "GB/s",
-              "probe GB/s", "of probe", "RSS +", "other", *(f"x {p}" for p in peers)]
+    extra = [k for k in ("storage", "dtype", "isa") if _varying(points, k)]
+    header = ["algorithm", "size", *extra, "thr", "median", "min", "max", "Melem/s", "B/elem", "GB/s",
+              "probe GB/s", "of probe", "floor GB/s", "of limit", "RSS +", "other",
+              *(f"x {p}" for p in peers)]
     rows = []
     for r in points:
-        rows.append([r["name"], fmt_size(r["size"]), *(r[k] for k in extra), str(r["threads"]),
+        rows.append([r["name"], fmt_size(r["size"]), *(str(r.get(k)) for k in extra), str(r["threads"]),
                      fmt_time(r["median_s"]), fmt_time(r["min_s"]), fmt_time(r["max_s"]),
-                     f"{r['elements_per_s'] / 1e6:.0f}", f"{r['gb_per_s']:.1f}",
-                     f"{r['probe_gb_per_s']:.1f}", f"{r['share_of_probe']:.0%}",
+                     f"{r['elements_per_s'] / 1e6:.0f}", f"{r['bytes_per_element']:.4g}",
+                     f"{r['gb_per_s']:.1f}",
+                     f"{r['probe_gb_per_s']:.1f}", f"{r['share_of_probe']:.0%}", _floor(r), _of_limit(r),
                      fmt_bytes(r["rss_growth_bytes"]), _busy(r.get("other_load", 0.0)),
                      *(_speedup(r["peers"].get(p)) for p in peers)])
-    print("\nSteps (one tensor; GB/s by the traffic model (3 + 2*n_state) * itemsize per element; "
-          "'x peer' = peer time / adaptopt time)")
+    print("\nSteps (one tensor; GB/s by the traffic model: B/elem = every stream's reads + writes "
+          "in its width; floor = the same step in cache, * = compute-bound (floor below the "
+          "probe); of limit = GB/s over min(probe, floor); 'x peer' = peer time / adaptopt time)")
     print(_render(header, rows))
     if "numpy" in peers:
         print("numpy is single-threaded (NumPy ufuncs use one thread) at every thread count.")
@@ -91,7 +107,7 @@ def print_small_table(doc: Doc) -> None:
     if not small:
         return
     peers = _peers_in(small)
-    extra = [k for k in ("dtype", "isa") if _varying(small, k)]
+    extra = [k for k in ("storage", "dtype", "isa") if _varying(small, k)]
     header = ["algorithm", "tensors", *extra, "thr", "adaptopt µs",
               *(f"{p} µs (x)" for p in peers)]
     rows = []
@@ -100,7 +116,7 @@ def print_small_table(doc: Doc) -> None:
         for p in peers:
             res = r["peers"].get(p)
             cells.append("-" if res is None else f"{res['us']:.1f} ({res['speedup']:.1f}x)")
-        rows.append([_name(r), r["mode"], *(r[k] for k in extra), str(r["threads"]),
+        rows.append([_name(r), r["mode"], *(str(r.get(k)) for k in extra), str(r["threads"]),
                      f"{r['adaptopt_us']:.2f}", *cells])
     print("\nSmall steps (µs per step; mode = tensors x elements, '1' = one 1-element tensor)")
     print(_render(header, rows))
@@ -115,10 +131,15 @@ def _pick(rows: list[dict], **want) -> list[dict]:
 
 
 def markdown_points(doc: Doc, sizes: Sequence[int], threads: int | None = None,
-                    dtype: str = "float32") -> str:
-    """Key points: throughput, share of the probe and speedups over each peer."""
+                    dtype: str = "float32", storage: str | None = None) -> str:
+    """Key points: throughput, share of the probe and speedups over each peer (``storage``: one
+    storage of a schema 3 document, e.g. bf16-sr-8bit; None: the ``dtype``'s points)."""
     threads = threads or max(r["threads"] for r in doc["points"])
-    rows_in = [r for r in _pick(doc["points"], threads=threads, dtype=dtype) if r["size"] in sizes]
+    want = {"storage": storage} if storage else {"dtype": dtype}
+    rows_in = [r for r in _pick(doc["points"], threads=threads, **want) if r["size"] in sizes]
+    if not storage and any("storage" in r for r in rows_in):
+        rows_in = [r for r in rows_in if r.get("param_mode", "round") == "round"
+                   and r.get("state_dtype") in (None, "float32", "float64")]
     peers = _peers_in(rows_in)
     best = any(p.startswith("torch-") for p in peers)
     header = ["algorithm", "size", "median", "GB/s", "probe GB/s", "of probe",
@@ -155,7 +176,8 @@ def markdown_small(doc: Doc, threads: int | None = None, dtype: str = "float32")
 # Plot
 
 
-def plot(doc: Doc, path: str, dtype: str | None = None, isa: str | None = None) -> None:
+def plot(doc: Doc, path: str, dtype: str | None = None, isa: str | None = None,
+         storage: str | None = None) -> None:
     """One subplot per algorithm: GB/s (traffic model) against size, log-log. adaptopt solid
     and the probe dotted for each thread count; peers dashed at the largest thread count."""
     import matplotlib
@@ -171,7 +193,11 @@ def plot(doc: Doc, path: str, dtype: str | None = None, isa: str | None = None) 
     isa = isa or doc["machine"]["isa"]
     if not any(r["isa"] == isa for r in points):
         isa = points[0]["isa"]
-    points = _pick(points, dtype=dtype, isa=isa)
+    if storage is None and any("storage" in r for r in points):
+        names = [r["storage"] for r in points]
+        storage = "fp32" if "fp32" in names else names[0]
+    points = _pick(points, dtype=None if storage else dtype, isa=isa, storage=storage)
+    dtype = storage or dtype
     names = list(dict.fromkeys(r["name"] for r in points))
     thread_counts = sorted({r["threads"] for r in points}, reverse=True)
     peers = _peers_in(points)

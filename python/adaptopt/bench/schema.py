@@ -1,9 +1,14 @@
 """The JSON document ``adaptopt-bench --json FILE`` writes, as dataclasses: ``Run.to_dict()`` is
 the document (inf and NaN are written as null), ``Run.from_dict`` reads one back.
 
-Schema 2 (this layout) differs from 1 by: each point's ``rule`` and ``kwargs`` (the benchmarked
-configuration exactly), and small-step entries with ``algo``, ``variant`` and ``name`` as in
-points (schema 1 put the name, e.g. ``rmsprop-momentum``, in ``algo``).
+Schema 3 (this layout) differs from 2 by the storage axis: each point's and small step's
+``storage`` (e.g. ``fp32``, ``bf16-sr-8bit``: ``storage.py``), the point's ``state_dtype``,
+``param_mode`` and ``traffic`` (bytes per element stream by stream; ``bytes_per_element``, their
+sum, may now be fractional: 8-bit absmax), and the compute floor beside each point
+(``floor_*``, ``bound``, ``limit_gb_per_s``, ``share_of_limit``). Schema 2 differed from 1 by:
+each point's ``rule`` and ``kwargs`` (the benchmarked configuration exactly), and small-step
+entries with ``algo``, ``variant`` and ``name`` as in points (schema 1 put the name, e.g.
+``rmsprop-momentum``, in ``algo``).
 GB = 1e9 bytes; times are seconds unless a name says ``_us``.
 """
 
@@ -14,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA = 2
+SCHEMA = 3
 
 
 class _Record:
@@ -83,11 +88,17 @@ class Point(_Record):
     rule: str  # the class: RMSprop, AdamW, ...
     kwargs: dict[str, Any]  # the keyword arguments of the class (and of the peers)
     size: int
-    dtype: str
+    dtype: str  # of params and grads: float32, float64, bfloat16, float16
+    storage: str  # the storage's name (bench/storage.py): fp32, bf16-sr-8bit, bf16-master-bf16state, ...
+    state_dtype: str  # float32, float64, bfloat16 or 8bit
+    param_mode: str  # round (to nearest even), stochastic (rounding) or master (weights)
     threads: int
     isa: str
-    n_state: int  # state buffers the step streams
-    bytes_per_element: int  # traffic model: (3 + 2 * n_state) * itemsize
+    n_state: int  # state buffers (slots) the step streams
+    # traffic model, bytes per element per stream (reads + writes in its width): p, g, master,
+    # s0, s1, ... (state slots), s0.absmax, ... (8-bit scales: 8 bytes per 256 elements)
+    traffic: dict[str, float]
+    bytes_per_element: float  # their sum (plain storage: (3 + 2 * n_state) * itemsize)
     median_s: float  # per step
     min_s: float
     max_s: float
@@ -100,8 +111,18 @@ class Point(_Record):
     peak_rss_bytes: int  # process peak RSS while constructing and stepping the optimizer
     rss_growth_bytes: int  # that peak less the RSS before (state buffers plus temporaries)
     other_load: float  # cores other processes kept busy during the step or the probe (the larger)
-    # peer name (numpy, torch-forloop, torch-foreach, torch-fused) -> result; a peer that cannot
-    # run this configuration at all is left out
+    # The compute floor (None with --no-floor): the same configuration and storage stepped at
+    # floor_size elements (arrays in L2), at the point's threads and ISA; its fastest step
+    # (min_s) per element
+    floor_size: int | None = None
+    floor_s_per_element: float | None = None
+    floor_gb_per_s: float | None = None  # bytes_per_element / floor_s_per_element
+    bound: str | None = None  # "compute" when floor_gb_per_s < probe_gb_per_s, else "memory"
+    limit_gb_per_s: float | None = None  # min(probe_gb_per_s, floor_gb_per_s)
+    share_of_limit: float | None = None  # gb_per_s / limit_gb_per_s
+    # peer name (numpy, torch-forloop, torch-foreach, torch-fused at plain storages;
+    # torch-fused-fp32, torch-fused-bf16, bnb-8bit at compact ones: peers.py) -> result; a peer
+    # that cannot run this configuration and storage at all is left out
     peers: dict[str, PeerResult | PeerSkipped] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -128,6 +149,7 @@ class SmallPoint(_Record):
     variant: str
     name: str
     dtype: str
+    storage: str  # as in Point
     threads: int
     isa: str
     adaptopt_us: float  # median µs per step
