@@ -39,7 +39,7 @@ def run_mpi(n, *args, timeout=600):
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 def test_checks_under_mpiexec(n):
     out = run_mpi(n)
-    for name in ("every_rule_and_dtype", "collective_errors", "checkpoint_round_trip"):
+    for name in ("every_rule_and_dtype", "storage_pairs", "collective_errors", "checkpoint_round_trip"):
         assert f"ok {name} (P={n})" in out
 
 

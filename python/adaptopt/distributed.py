@@ -8,9 +8,8 @@ ranks and all-reduces the full gradient). One step:
 1. the gradients of every rank are summed and scattered (an in-place, non-blocking reduce-scatter
    per bucket), so each rank receives the summed gradient of its shard only;
 2. each rank runs the fused native step of ``optimizer_class`` on its shard, bucket by bucket as
-   the reductions arrive, the average over ranks (1/P) and any clipping applied as one scale of
-   the reduced shard (a NumPy pass over 1/P of the gradient until the native step takes a
-   gradient scale: see ``_scale``);
+   the reductions arrive, the average over ranks (1/P) and any clipping coefficient folded into
+   the kernels' gradient scale (no pass of their own);
 3. the updated shards are all-gathered in place (in the params' own width: 16-bit params are
    gathered as 16 bits), so every rank ends with the same full parameters.
 
@@ -102,9 +101,6 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64), *_storage.SIXTEEN_BIT)
 _WRAPPER_OPTIONS = ("max_grad_norm", "skip_nonfinite", "track_stats")
 _ERRORS = {c.__name__: c for c in (TypeError, ValueError, OSError, FileNotFoundError, PermissionError,
                                    IsADirectoryError, RuntimeError)}
-# The 1/P average and the clipping coefficient are applied to the reduced gradient shard by a
-# separate NumPy pass until the native step takes a gradient scale from Python (see _scale).
-NATIVE_GRAD_SCALE = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,8 +338,9 @@ class _GroupLayout:
 # clipping, skipping or counting (the distributed step does those once for all its parts).
 
 
-def _local_step(optim: Optimizer, grads: List[Any], want_stats: bool) -> Optional[List[Any]]:
-    """Steps the local params whose gradient is not None; returns per-group StepStats."""
+def _local_step(optim: Optimizer, grads: List[Any], scale: float, want_stats: bool) -> Optional[List[Any]]:
+    """Steps the local params whose gradient is not None, each gradient times ``scale`` inside the
+    kernels; returns per-group StepStats (of the gradients as given)."""
     natives, hypers, on_apply = [], [], []
     for gi, (group, b) in enumerate(zip(optim.param_groups, optim._bindings)):
         b.check_params(gi, group)
@@ -357,7 +354,7 @@ def _local_step(optim: Optimizer, grads: List[Any], want_stats: bool) -> Optiona
                 on_apply += [(b, "bufs", bufs), (b, "masters", masters), (b, "native", native)]
         natives.append(native)
         hypers.append(built.hyper)
-    _, _, stats = _core.multi_step(natives, hypers, grads, -1.0, False, False, want_stats, None, on_apply)
+    _, _, stats = _core.multi_step(natives, hypers, grads, -1.0, False, False, want_stats, None, on_apply, scale)
     return stats
 
 
@@ -821,9 +818,9 @@ class ZeroRedundancyOptimizer:
         this 2-core machine several reductions in flight were 2x slower than one), then each
         bucket's all-gather posted after its local step and all awaited at the end. With
         max_grad_norm or skip_nonfinite every reduction completes first (the norm needs them)."""
-        P, rank = self._size, self._rank
+        P = self._size
         t = time.perf_counter
-        times = dict.fromkeys(("copy_in", "reduce_scatter", "norm", "scale", "local_step", "all_gather",
+        times = dict.fromkeys(("copy_in", "reduce_scatter", "norm", "local_step", "all_gather",
                                "copy_out", "stats"), 0.0)
         t_start = t()
         parts = self._parts
@@ -876,19 +873,14 @@ class ZeroRedundancyOptimizer:
         n_local = len(self.pieces)
         for k, part in enumerate(parts):
             arrive(k)
-            t1 = t()
-            if part.bucket is not None:
-                b = part.bucket
-                self._scale(part.lay.grad[b.start:b.start + b.counts[rank]], scale)  # type: ignore[union-attr]
             t2 = t()
-            times["scale"] += t2 - t1
             if part.pieces:
                 local: List[Any] = [None] * n_local
                 for j in part.pieces:
                     pc = self.pieces[j]
                     if mask[pc.param]:  # type: ignore[index]  # (parts list no placeholders)
                         local[j] = pc.gview
-                stats = _local_step(self.optim, local, want)
+                stats = _local_step(self.optim, local, scale, want)
                 if want and stats is not None:
                     _merge_stats(rows, stats)
             t3 = t()
@@ -906,7 +898,7 @@ class ZeroRedundancyOptimizer:
             lay.copy_out()
         t2 = t()
         times["copy_out"] += t2 - t1
-        self.last_stats = self._combine_stats(rows, group_sq, scale) if want else None
+        self.last_stats = self._combine_stats(rows, group_sq) if want else None
         times["stats"] += t() - t2
         self._finish_timings(times, t_start)
 
@@ -915,13 +907,6 @@ class ZeroRedundancyOptimizer:
             times["total"] = time.perf_counter() - t_start
             self.last_timings = times
 
-    @staticmethod
-    def _scale(shard: np.ndarray, scale: float) -> None:
-        # NATIVE HOOK: the native step should take this scale (Hyper.grad_scale, which the kernels
-        # already apply for clipping) so that the average costs no pass of its own.
-        if scale != 1.0 and shard.size:
-            math_dtype = _storage.math_dtype(shard)  # 16-bit: in float32, as the kernels would
-            np.multiply(shard, math_dtype.type(scale), out=shard, dtype=math_dtype, casting="unsafe")
 
     def _global_sumsq(self, mask: Tuple[bool, ...]) -> np.ndarray:
         """Per group: the sum of squares of the summed gradients, from every rank's pieces,
@@ -931,31 +916,31 @@ class ZeroRedundancyOptimizer:
         for pc in self.pieces:
             if pc.param is not None and mask[pc.param] and pc.gview.size:
                 part[pc.group] += _sumsq(pc.gview, buf)
-        return self._rank_order_sum(part)
-
-    def _rank_order_sum(self, part: np.ndarray) -> np.ndarray:
-        if self._size == 1:
-            return part
-        every = np.empty((self._size,) + part.shape)
-        self._comm.Allgather(part, every)
         total = np.zeros_like(part)
-        for r in range(self._size):
-            total += every[r]
+        for row in self._every_rank(part):
+            total += row
         return total
 
-    def _combine_stats(self, rows: np.ndarray, group_sq: Optional[np.ndarray], scale: float) -> List[Dict[str, Any]]:
-        if self._size > 1:
-            every = np.empty((self._size,) + rows.shape)
-            self._comm.Allgather(rows, every)
-            rows = _stats_rows(len(self.layouts))
-            for r in range(self._size):
-                rows[:, [0, 1, 2, 5]] += every[r][:, [0, 1, 2, 5]]
-                rows[:, 3] = np.minimum(rows[:, 3], every[r][:, 3])
-                rows[:, 4] = np.maximum(rows[:, 4], every[r][:, 4])
+    def _every_rank(self, part: np.ndarray) -> np.ndarray:
+        """Every rank's ``part`` (float64), indexed by rank: combined in rank order by the caller,
+        the result has the same bits on every rank whatever MPI's reduction tree."""
+        if self._size == 1:
+            return part[None]
+        every = np.empty((self._size,) + part.shape)
+        self._comm.Allgather(part, every)
+        return every
+
+    def _combine_stats(self, rows: np.ndarray, group_sq: Optional[np.ndarray]) -> List[Dict[str, Any]]:
+        every = self._every_rank(rows)
+        rows = _stats_rows(len(self.layouts))
+        for r in every:
+            rows[:, [0, 1, 2, 5]] += r[:, [0, 1, 2, 5]]
+            rows[:, 3] = np.minimum(rows[:, 3], r[:, 3])
+            rows[:, 4] = np.maximum(rows[:, 4], r[:, 4])
         out = []
-        # The kernels saw g_sum * scale (NATIVE_GRAD_SCALE: g_sum); one process reports the
-        # squared norm of the mean gradient as given (before clipping).
-        given = 1.0 / (self._size * self._size) if NATIVE_GRAD_SCALE else 1.0 / (scale * self._size) ** 2
+        # The kernels saw the summed gradient (the 1/P and the clipping were their gradient
+        # scale); one process reports the squared norm of the mean gradient as given.
+        given = 1.0 / (self._size * self._size)
         for g in range(len(self.layouts)):
             grad_sq = float(group_sq[g]) if group_sq is not None else float(rows[g, 0]) * given
             out.append(_stats_dict(_Stats(rows[g], grad_sq)))

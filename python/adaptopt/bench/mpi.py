@@ -8,8 +8,8 @@ For each size N (one group of ``--params`` float32 params totalling N elements, 
 every repetition measures, in this order, each behind a barrier and as the slowest rank's time:
 
 * ``step``: one ``ZeroRedundancyOptimizer.step()``, with its phases (``last_timings``: time spent
-  waiting for the reduce-scatter, scaling the shard by 1/P, in the local native step, waiting
-  for the all-gather);
+  waiting for the reduce-scatter, in the local native step (the 1/P is its gradient scale),
+  waiting for the all-gather);
 * ``reduce_scatter``: the same in-place ``Ireduce_scatter_block`` of every bucket, alone, one
   in flight at a time as in the step;
 * ``all_gather``: the same in-place ``Iallgather`` of every bucket, alone, all in flight as in
@@ -235,7 +235,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if rank == 0:
             m, ph = r["median_s"], r["step_phases_median_s"]
             print(f"N={n:.0e} P={r['ranks']} {args.optimizer} buckets={r['buckets']}: step {m['step'] * 1e3:.1f} ms "
-                  f"[rs wait {ph.get('reduce_scatter', 0) * 1e3:.1f}, scale {ph.get('scale', 0) * 1e3:.1f}, "
+                  f"[rs wait {ph.get('reduce_scatter', 0) * 1e3:.1f}, "
                   f"local {ph.get('local_step', 0) * 1e3:.1f}, ag wait {ph.get('all_gather', 0) * 1e3:.1f}] | "
                   f"alone: reduce-scatter {m['reduce_scatter'] * 1e3:.1f}, all-gather {m['all_gather'] * 1e3:.1f}, "
                   f"single-process step {m['single'] * 1e3:.1f} ms | target "
