@@ -68,14 +68,11 @@ pieces, so a checkpoint loads at any world size, and into (or from) a single-pro
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
 import threading
 import time
-import zipfile
 import zlib
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -985,92 +982,53 @@ class ZeroRedundancyOptimizer:
         return out
 
     def _save(self, path: str, include_params: bool) -> None:
-        comm, rank = self._comm, self._rank
+        rank = self._rank
         err: Optional[BaseException] = None
         # Which params have state, with which scalars and arrays: from every rank, rank order.
         entries: Dict[int, Dict[str, Any]] = {}
-        for part in comm.allgather(self._local_entries()):
+        for part in self._comm.allgather(self._local_entries()):
             for i, e in part.items():
                 entries.setdefault(i, e)
         params = self._all_params()
-        name = type(self.optim).__name__
-        out = None
-        tmp = None
-        zf = None
-        bfloat16: List[str] = []
+        writer: Optional[checkpoint.Writer] = None
         if rank == 0:
             try:
-                meta = {"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "optimizer": name,
-                        "param_groups": export_groups(self.param_groups),
-                        "state": {str(i): entries[i] for i in sorted(entries)},
-                        "num_params": len(params) if include_params else 0, "include_params": include_params,
-                        "adaptopt": {"step_count": self._step_count, "skipped_steps": self.skipped_steps}}
-                text = json.dumps({**meta, "bfloat16": []}, default=checkpoint._json_value)  # fails early
-                del text
-                directory = os.path.dirname(os.path.abspath(path))
-                fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)[:64]}.", suffix=".tmp")
-                out = os.fdopen(fd, "wb")
-                zf = zipfile.ZipFile(out, "w", zipfile.ZIP_STORED, allowZip64=True)
+                meta = checkpoint.metadata(type(self.optim).__name__, export_groups(self.param_groups),
+                                           {str(i): entries[i] for i in sorted(entries)},
+                                           len(params) if include_params else 0, include_params,
+                                           {"step_count": self._step_count, "skipped_steps": self.skipped_steps})
+                json.dumps(meta, default=checkpoint._json_value)  # an unsavable value fails before any data moves
+                writer = checkpoint.Writer(path)
             except (TypeError, ValueError, OSError) as e:
                 err = e
-        try:
-            self._agree(err, b"save", "save")
-        except BaseException:
-            self._discard(zf, out, tmp)
-            raise
+        self._agree(err, b"save", "save")
 
         def write(member: str, a: np.ndarray) -> None:
             nonlocal err
-            if rank != 0 or err is not None:
-                return
-            try:
-                if a.dtype == _storage.BFLOAT16:
-                    a = a.view(np.uint16)
-                    bfloat16.append(member)
-                with zf.open(member + ".npy", "w", force_zip64=True) as f:  # type: ignore[union-attr]
-                    np.lib.format.write_array(f, a, allow_pickle=False)
-            except (OSError, ValueError) as e:
-                err = e
+            if writer is not None and err is None:
+                try:
+                    writer.add(member, a)
+                except (OSError, ValueError) as e:
+                    err = e
 
         local_state = self.optim.state_dict()["state"]
-        for i in sorted(entries):
+        for i in sorted(entries):  # every rank gathers (collective), rank 0 writes
             lay = self._layout_of(i)
-            p = lay.params[i - lay.first]
             for key in entries[i]["keys"]:
-                full = self._gather_array(lay, i, key, local_state, p)
-                if full is not None:
-                    write(f"state/{i}/{key}", full)
+                write(f"state/{i}/{key}", self._gather_array(lay, i, key, local_state, lay.params[i - lay.first]))
         if include_params:
             for i in range(len(params)):
                 lay = self._layout_of(i)
                 write(f"param/{i}", lay.views[i - lay.first])
-        if rank == 0 and err is None:
-            try:
-                meta["bfloat16"] = bfloat16
-                blob = np.frombuffer(json.dumps(meta, default=checkpoint._json_value).encode(), dtype=np.uint8)
-                with zf.open("meta.npy", "w", force_zip64=True) as f:  # type: ignore[union-attr]
-                    np.lib.format.write_array(f, blob, allow_pickle=False)
-                zf.close()  # type: ignore[union-attr]
-                out.flush()  # type: ignore[union-attr]
-                os.fsync(out.fileno())  # type: ignore[union-attr]
-                out.close()  # type: ignore[union-attr]
-                os.replace(tmp, path)  # type: ignore[arg-type]
-                checkpoint._fsync_dir(os.path.dirname(os.path.abspath(path)))
-            except (OSError, ValueError) as e:
-                err = e
-        if rank == 0 and err is not None:
-            self._discard(zf, out, tmp)
+        if writer is not None:
+            if err is None:
+                try:
+                    writer.commit(meta)
+                except (OSError, ValueError) as e:
+                    err = e
+            if err is not None:
+                writer.discard()
         self._agree(err, b"saved", "save")
-
-    @staticmethod
-    def _discard(zf: Any, out: Any, tmp: Optional[str]) -> None:
-        for closer in (zf, out):
-            with contextlib.suppress(Exception):
-                if closer is not None:
-                    closer.close()
-        if tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
 
     def _layout_of(self, i: int) -> _GroupLayout:
         for lay in self.layouts:
