@@ -32,6 +32,7 @@ from mpi4py import MPI
 import adaptopt as ao
 from adaptopt.distributed import ZeroRedundancyOptimizer
 
+ao.set_num_threads(1)  # the library's own setter: whatever runs adaptopt's threads, one per rank
 COMM = MPI.COMM_WORLD
 RANK, P = COMM.Get_rank(), COMM.Get_size()
 
