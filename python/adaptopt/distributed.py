@@ -967,7 +967,7 @@ class ZeroRedundancyOptimizer:
         """Writes (from rank 0) the checkpoint one process with the full state would write, in
         the format of :mod:`adaptopt.checkpoint`; crash-safe as ``Optimizer.save``. Collective."""
         with self._lock:
-            self._save(os.fspath(path), include_params)
+            self._save(path, include_params)
 
     def _local_entries(self) -> Dict[int, Dict[str, Any]]:
         """Per global param this rank has a piece of: its scalars and state keys."""
@@ -981,9 +981,13 @@ class ZeroRedundancyOptimizer:
                              "keys": [k for k, v in entry.items() if isinstance(v, np.ndarray)]}
         return out
 
-    def _save(self, path: str, include_params: bool) -> None:
+    def _save(self, path: Any, include_params: bool) -> None:
         rank = self._rank
         err: Optional[BaseException] = None
+        try:  # checked on every rank (only rank 0 writes), raised on every rank by _agree
+            path = os.fspath(path)
+        except TypeError as e:
+            err = e
         # Which params have state, with which scalars and arrays: from every rank, rank order.
         entries: Dict[int, Dict[str, Any]] = {}
         for part in self._comm.allgather(self._local_entries()):
@@ -991,7 +995,7 @@ class ZeroRedundancyOptimizer:
                 entries.setdefault(i, e)
         params = self._all_params()
         writer: Optional[checkpoint.Writer] = None
-        if rank == 0:
+        if rank == 0 and err is None:
             try:
                 meta = checkpoint.metadata(type(self.optim).__name__, export_groups(self.param_groups),
                                            {str(i): entries[i] for i in sorted(entries)},
@@ -1001,7 +1005,12 @@ class ZeroRedundancyOptimizer:
                 writer = checkpoint.Writer(path)
             except (TypeError, ValueError, OSError) as e:
                 err = e
-        self._agree(err, b"save", "save")
+        try:
+            self._agree(err, b"save", "save")
+        except BaseException:
+            if writer is not None:
+                writer.discard()
+            raise
 
         def write(member: str, a: np.ndarray) -> None:
             nonlocal err

@@ -522,6 +522,10 @@ def checkpoint_round_trip():
         e.opt.load(path)
         e.ref, e.ref_params, e.t = c.ref, c.ref_params, d.t
         e.check(what="loaded from one process")
+    # A path that is no path on one rank: every rank raises before anything is gathered.
+    expect_error(TypeError, "", lambda: e.opt.save(None if RANK == P - 1 else path))
+    if RANK == 0:  # rank 0 had opened its temporary file: removed
+        assert not [f for f in os.listdir(os.path.dirname(path)) if f.startswith(f".{os.path.basename(path)}")]
     # A missing file on one rank: every rank raises, nothing changes.
     before = copy.deepcopy(e.opt.optim.state_dict())
     bad = path if RANK != P - 1 else path + ".missing"
