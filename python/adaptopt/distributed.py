@@ -96,8 +96,9 @@ CACHE_LINE = 64
 DEFAULT_BUCKET_BYTES = 32 << 20
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64), *_storage.SIXTEEN_BIT)
 _WRAPPER_OPTIONS = ("max_grad_norm", "skip_nonfinite", "track_stats")
+# Exceptions re-raised as their own type on the other ranks (any other: RuntimeError there).
 _ERRORS = {c.__name__: c for c in (TypeError, ValueError, OSError, FileNotFoundError, PermissionError,
-                                   IsADirectoryError, RuntimeError)}
+                                   IsADirectoryError, RuntimeError, ZeroDivisionError, KeyError, IndexError)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,7 +445,7 @@ class ZeroRedundancyOptimizer:
             groups = self._normalize(params)
             self._check_new_groups(groups, 0, [])
             key = self._structure_key(groups)
-        except (TypeError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - any error on one rank is raised on every rank
             err = e
         self._agree(err, key, "construct")
         self._nparams = 0
@@ -608,7 +609,7 @@ class ZeroRedundancyOptimizer:
                 existing = [p for grp in self.param_groups for p in grp["params"]]
                 self._check_new_groups([g], len(existing), existing)
                 key = self._structure_key([g])
-            except (TypeError, ValueError) as e:
+            except Exception as e:  # noqa: BLE001 - any error on one rank is raised on every rank
                 err = e
             self._agree(err, key, "add_param_group")
             self.optim.add_param_group(self._lay_out(g, existing))
@@ -769,7 +770,7 @@ class ZeroRedundancyOptimizer:
                 mask = tuple(g is not None for g in given)
                 key = repr((self._step_count, self.skipped_steps, mask, [sorted(v.items()) for v in values],
                             self._max_grad_norm, self._skip_nonfinite, self._track_stats)).encode()
-            except (TypeError, ValueError) as e:
+            except Exception as e:  # noqa: BLE001 - any error on one rank is raised on every rank
                 err = e
             self._agree(err, key, "step")
             for group, local in zip(self.param_groups, self.optim.param_groups):
@@ -1003,7 +1004,7 @@ class ZeroRedundancyOptimizer:
                                            {"step_count": self._step_count, "skipped_steps": self.skipped_steps})
                 json.dumps(meta, default=checkpoint._json_value)  # an unsavable value fails before any data moves
                 writer = checkpoint.Writer(path)
-            except (TypeError, ValueError, OSError) as e:
+            except Exception as e:  # noqa: BLE001 - any error on one rank is raised on every rank
                 err = e
         try:
             self._agree(err, b"save", "save")
@@ -1096,7 +1097,7 @@ class ZeroRedundancyOptimizer:
             ops: List[tuple] = []
             try:
                 ops = self._plan_load(path)
-            except (TypeError, ValueError, OSError) as e:
+            except Exception as e:  # noqa: BLE001 - any error on one rank is raised on every rank
                 err = e
             self._agree(err, b"load", "load")
             _core.commit(ops)

@@ -465,6 +465,18 @@ def collective_errors():
             c.opt.step(g)
         expect_error(ValueError, "disagree", disagree_none)
 
+    def failing_schedule():  # any exception, not only TypeError and ValueError
+        def lr(step):
+            if RANK == last:
+                raise ZeroDivisionError("schedule failed")
+            return 1e-3
+        c.opt.param_groups[0]["lr"] = lr
+        try:
+            c.opt.step(c.grads(99, RANK))
+        finally:
+            c.opt.param_groups[0]["lr"] = 1e-3
+    expect_error(ZeroDivisionError, "schedule failed", failing_schedule)
+
     def sparse():
         g = c.grads(99, RANK)
         if RANK == last:
