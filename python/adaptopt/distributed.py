@@ -87,7 +87,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 from . import _core, _rules, _storage, checkpoint
 from ._group import freeze
 from ._state import export_groups
-from .optim import Optimizer, _stats_dict
+from .optim import Optimizer, _stats_dict, expected_state
 from .sparse import SparseRows
 
 __all__ = ["ZeroRedundancyOptimizer"]
@@ -950,15 +950,7 @@ class ZeroRedundancyOptimizer:
         Optimizer._expected_array, for the full param)."""
         for lay, group in zip(self.layouts, self.param_groups):
             if lay.first <= i < lay.first + len(lay.params):
-                p = lay.params[i - lay.first]
-                st = _storage.storage_of(group)
-                dtype, scaled = _storage.expected(p, st)
-                if key in self._spec.slots:
-                    return p.shape, (dtype,) if st.state == _storage.MATH else (dtype, np.dtype(np.float32))
-                if scaled and key.endswith("_absmax") and key[:-7] in self._spec.slots:
-                    return (_storage.blocks(p),), (np.dtype(np.float32),)
-                if key == "master" and st.mode == _storage.MASTER:
-                    return p.shape, (np.dtype(np.float32),)
+                return expected_state(self._spec, lay.params[i - lay.first], _storage.storage_of(group), key)
         return None
 
     def _all_params(self) -> List[np.ndarray]:
