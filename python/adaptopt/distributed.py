@@ -14,7 +14,8 @@ ranks and all-reduces the full gradient). One step:
    gathered as 16 bits), so every rank ends with the same full parameters.
 
 The result equals one process stepping the mean of the ranks' gradients, to float tolerance
-(bit for bit when the gradients' sum is exact and there is no clipping). Memory per rank: the
+(bit for bit when the gradients' sum is exact and there is no clipping; for 16-bit params also
+P a power of two, as one process's mean would be a rounded 16-bit array). Memory per rank: the
 params and the gradients in full (as any data-parallel trainer has them), the state / P.
 
 Layout
