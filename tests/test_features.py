@@ -94,6 +94,31 @@ def test_clipping_norm_is_identical_for_every_thread_count(isa):
         assert_bitwise_equal(params, results[0][1])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_native_grad_scale_equals_prescaled_gradients(isa, dtype):
+    """multi_step's grad_scale (adaptopt.distributed's 1/P) multiplies the gradients inside the
+    kernels, on top of the clipping coefficient; the norm and statistics see them as given."""
+    rng = np.random.default_rng(4)
+    base = random_arrays(rng, SHAPES, dtype)
+    grads = random_grads(rng, base)
+    scale = 1.0 / 3.0
+    want = [p.copy() for p in base]
+    ref = adaptopt.Adam(want, weight_decay=0.1, amsgrad=True)
+    ref.step([np.multiply(g, dtype(scale), dtype=dtype) for g in grads])
+    got = [p.copy() for p in base]
+    opt = adaptopt.Adam(got, weight_decay=0.1, amsgrad=True)
+    b = opt._bindings[0]
+    _, _, native = b.missing_state(grads)
+    hyper = b.hyper(0, opt.param_groups[0], opt._resolved).hyper
+    norm, _, stats = adaptopt._core.multi_step([native], [hyper], grads, -1.0, False, True, True, None, None, scale)
+    assert_bitwise_equal(got, want)
+    assert norm == pytest.approx(math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads)))
+    assert stats[0].grad_sq == pytest.approx(norm * norm, rel=1e-5)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="grad_scale"):
+            adaptopt._core.multi_step([native], [hyper], grads, -1.0, False, False, False, None, None, bad)
+
+
 def test_clipping_options_are_validated():
     p = np.zeros(3)
     for bad in (0, -1.0, float("nan")):

@@ -215,8 +215,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("multi_step", &multi_step, py::arg("groups"), py::arg("hypers"), py::arg("grads"),
         py::arg("max_norm") = -1.0, py::arg("skip_nonfinite") = false, py::arg("want_norm") = false,
         py::arg("want_stats") = false, py::arg("counts") = py::none(), py::arg("on_apply") = py::none(),
+        py::arg("grad_scale") = 1.0,
         "Validate every gradient, then update every group in one parallel region with the GIL released.\n"
-        "max_norm >= 0 clips by the global gradient norm. Returns (norm or None, StepStatus, list of\n"
+        "max_norm >= 0 clips by the global gradient norm (of the gradients as given). grad_scale multiplies\n"
+        "every gradient inside the kernels (with the clipping coefficient; statistics see the gradients as\n"
+        "given). Returns (norm or None, StepStatus, list of\n"
         "StepStats per group or None). counts (int64[2]: applied, skipped steps) and on_apply ((object,\n"
         "name, value) set when the step applies) are updated inside the call, atomically with the step.");
   py::class_<Plan>(m, "Plan", py::custom_type_setup([](PyHeapTypeObject* heap_type) {

@@ -411,7 +411,7 @@ py::tuple run_batch(const std::vector<const Group*>& groups, std::vector<Hyper>&
       // torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to <= 1
       const double coef = max_norm / (norm + 1e-6);
       if (applied && clip && !(coef >= 1.0))
-        for (Hyper& h : local) h.grad_scale = coef;
+        for (Hyper& h : local) h.grad_scale *= coef;
     }
     if (applied) {
       run_step(batch.tensors.data(), batch.hypers.data(), batch.tensors.size(), want_stats ? stats.data() : nullptr,
@@ -445,8 +445,10 @@ py::tuple run_batch(const std::vector<const Group*>& groups, std::vector<Hyper>&
 
 py::tuple multi_step(const std::vector<const Group*>& groups, const std::vector<const Hyper*>& hypers,
                      py::object grads, double max_norm, bool skip_nonfinite, bool want_norm, bool want_stats,
-                     py::object counts, py::object on_apply) {
+                     py::object counts, py::object on_apply, double grad_scale) {
   if (groups.size() != hypers.size()) throw py::value_error("one Hyper per group expected");
+  if (!(std::isfinite(grad_scale) && grad_scale > 0))
+    throw py::value_error("grad_scale: expected a finite value > 0, got " + std::to_string(grad_scale));
   std::int64_t* const counters = check_counts(counts);
   std::vector<std::tuple<py::handle, py::handle, py::handle>> sets;
   if (!on_apply.is_none()) {
@@ -463,6 +465,7 @@ py::tuple multi_step(const std::vector<const Group*>& groups, const std::vector<
     if (hypers[k] == nullptr) throw py::type_error("None hyper");
     if (hypers[k]->rule != groups[k]->rule()) throw py::value_error("hyperparameters are for another rule");
     local[k] = *hypers[k];
+    local[k].grad_scale *= grad_scale;
   }
   Batch batch;
   py::tuple r = run_batch(groups, local, grads, max_norm, skip_nonfinite, want_norm, want_stats, counters, sets, batch);

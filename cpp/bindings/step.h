@@ -142,10 +142,11 @@ void set_sparse_rows_type(py::handle type);
 // `counts` (int64[2], or None) counts applied and skipped steps; `on_apply` is a list of
 // (object, attribute name, value) set when the step applies. Both happen inside this call,
 // before it returns: an asynchronous exception (Ctrl-C) arriving around the step sees either
-// none or all of the step.
+// none or all of the step. `grad_scale` multiplies every gradient inside the kernels, as the
+// clipping coefficient does (adaptopt.distributed folds the 1/P average into it).
 py::tuple multi_step(const std::vector<const Group*>& groups, const std::vector<const Hyper*>& hypers,
                      py::object grads, double max_norm, bool skip_nonfinite, bool want_norm, bool want_stats,
-                     py::object counts, py::object on_apply);
+                     py::object counts, py::object on_apply, double grad_scale);
 
 // A step planned once and checked each time with pointer comparisons: the native groups with
 // their hyperparameters, the group dicts, their params lists and the values the

@@ -198,10 +198,12 @@ def isa() -> str:
     """
     Name of the active kernel ISA.
     """
-def multi_step(groups: collections.abc.Sequence[Group], hypers: collections.abc.Sequence[Hyper], grads: typing.Any, max_norm: typing.SupportsFloat | typing.SupportsIndex = -1.0, skip_nonfinite: bool = False, want_norm: bool = False, want_stats: bool = False, counts: typing.Any = None, on_apply: typing.Any = None) -> tuple:
+def multi_step(groups: collections.abc.Sequence[Group], hypers: collections.abc.Sequence[Hyper], grads: typing.Any, max_norm: typing.SupportsFloat | typing.SupportsIndex = -1.0, skip_nonfinite: bool = False, want_norm: bool = False, want_stats: bool = False, counts: typing.Any = None, on_apply: typing.Any = None, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> tuple:
     """
     Validate every gradient, then update every group in one parallel region with the GIL released.
-    max_norm >= 0 clips by the global gradient norm. Returns (norm or None, StepStatus, list of
+    max_norm >= 0 clips by the global gradient norm (of the gradients as given). grad_scale multiplies
+    every gradient inside the kernels (with the clipping coefficient; statistics see the gradients as
+    given). Returns (norm or None, StepStatus, list of
     StepStats per group or None). counts (int64[2]: applied, skipped steps) and on_apply ((object,
     name, value) set when the step applies) are updated inside the call, atomically with the step.
     """

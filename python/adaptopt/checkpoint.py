@@ -52,46 +52,77 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def metadata(optimizer: str, param_groups: Any, state: Dict[str, Any], num_params: int, include_params: bool,
+             counters: Dict[str, Any]) -> Dict[str, Any]:
+    """The JSON entry of a checkpoint (``state``: per param index, its scalars and array keys).
+    json.dumps(meta, default=_json_value) raises TypeError for a value that cannot be saved."""
+    return {"format": FORMAT, "version": VERSION, "optimizer": optimizer, "param_groups": param_groups,
+            "state": state, "num_params": num_params, "include_params": include_params, "adaptopt": counters}
+
+
+class Writer:
+    """A checkpoint written array by array into a temporary file beside ``path`` (so that no
+    caller needs every array at once: adaptopt.distributed gathers them one at a time), then
+    ``commit(meta)`` flushes, fsyncs and renames it over ``path``; ``discard()`` removes it."""
+
+    def __init__(self, path: PathLike):
+        self.path = os.fspath(path)
+        self.directory = os.path.dirname(os.path.abspath(self.path))
+        # A short temporary name: the target's own may already be near the file-name limit.
+        fd, self.tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{os.path.basename(self.path)[:64]}.",
+                                        suffix=".tmp")
+        self.file = os.fdopen(fd, "wb")
+        self.zip = zipfile.ZipFile(self.file, "w", zipfile.ZIP_STORED, allowZip64=True)
+        self.bfloat16: List[str] = []  # .npy has no bfloat16: such arrays are stored as their uint16 bits
+
+    def add(self, name: str, a: np.ndarray) -> None:
+        if a.dtype == BFLOAT16:
+            a = a.view(np.uint16)
+            self.bfloat16.append(name)
+        with self.zip.open(name + ".npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array(f, np.asanyarray(a), allow_pickle=False)
+
+    def commit(self, meta: Dict[str, Any]) -> None:
+        text = json.dumps({**meta, "bfloat16": self.bfloat16}, default=_json_value)
+        self.add("meta", np.frombuffer(text.encode(), dtype=np.uint8))
+        self.zip.close()
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.tmp, self.path)
+        _fsync_dir(self.directory)
+
+    def discard(self) -> None:
+        for closer in (self.zip, self.file):
+            with contextlib.suppress(Exception):
+                closer.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+
+
 def write(path: PathLike, optimizer: str, state_dict: Dict[str, Any],
           params: Optional[Sequence[np.ndarray]]) -> None:
     """Writes ``state_dict`` of an optimizer of class ``optimizer`` (and ``params`` unless None)
     to ``path`` atomically."""
-    path = os.fspath(path)
-    arrays: Dict[str, Any] = {}
     state_meta = {}
-    bfloat16 = []  # .npy has no bfloat16: such arrays are stored as their uint16 bits
     for index, entry in state_dict["state"].items():
-        arrays_of = {k: v for k, v in entry.items() if isinstance(v, np.ndarray)}
-        state_meta[str(index)] = {"scalars": {k: v for k, v in entry.items() if k not in arrays_of},
-                                  "keys": list(arrays_of)}
-        for k, v in arrays_of.items():
-            arrays[f"state/{index}/{k}"] = v
-    for i, p in enumerate(params or ()):
-        arrays[f"param/{i}"] = p
-    for name, a in arrays.items():
-        if a.dtype == BFLOAT16:
-            arrays[name] = a.view(np.uint16)
-            bfloat16.append(name)
-    meta = {"format": FORMAT, "version": VERSION, "optimizer": optimizer,
-            "param_groups": state_dict["param_groups"], "state": state_meta,
-            "num_params": len(params or ()), "include_params": params is not None,
-            "adaptopt": state_dict["adaptopt"], "bfloat16": bfloat16}
-    arrays["meta"] = np.frombuffer(json.dumps(meta, default=_json_value).encode(), dtype=np.uint8)
-
-    directory = os.path.dirname(os.path.abspath(path))
-    # A short temporary name: the target's own may already be near the file-name limit.
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)[:64]}.", suffix=".tmp")
+        state_meta[str(index)] = {"scalars": {k: v for k, v in entry.items() if not isinstance(v, np.ndarray)},
+                                  "keys": [k for k, v in entry.items() if isinstance(v, np.ndarray)]}
+    meta = metadata(optimizer, state_dict["param_groups"], state_meta, len(params or ()), params is not None,
+                    state_dict["adaptopt"])
+    json.dumps(meta, default=_json_value)  # an unsavable value raises before a file is made
+    w = Writer(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for index, entry in state_dict["state"].items():
+            for k, v in entry.items():
+                if isinstance(v, np.ndarray):
+                    w.add(f"state/{index}/{k}", v)
+        for i, p in enumerate(params or ()):
+            w.add(f"param/{i}", p)
+        w.commit(meta)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        w.discard()
         raise
-    _fsync_dir(directory)
 
 
 class Saved:

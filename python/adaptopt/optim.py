@@ -364,14 +364,7 @@ class Optimizer:
         """(shape, acceptable dtypes) of state array ``key`` of param ``i`` in a checkpoint."""
         for b in self._bindings:
             if b.first <= i < b.first + len(b.params):
-                p = b.params[i - b.first]
-                dtype, scaled = _storage.expected(p, b.storage)
-                if key in self._spec.slots:
-                    return p.shape, (dtype,) if b.storage.state == _storage.MATH else (dtype, np.dtype(np.float32))
-                if scaled and key.endswith("_absmax") and key[:-7] in self._spec.slots:
-                    return (_storage.blocks(p),), (np.dtype(np.float32),)
-                if key == "master" and b.storage.mode == _storage.MASTER:
-                    return p.shape, (np.dtype(np.float32),)
+                return expected_state(self._spec, b.params[i - b.first], b.storage, key)
         return None
 
     def save(self, path: Any, *, include_params: bool = True) -> None:
@@ -406,6 +399,21 @@ class Optimizer:
 
 
 _NOT_KEYS = {"self", "params", "options"}
+
+
+def expected_state(spec: Spec, p: np.ndarray, storage: Any,
+                   key: str) -> Optional[Tuple[Tuple[int, ...], Tuple[np.dtype, ...]]]:
+    """(shape, acceptable dtypes) of state array ``key`` of param ``p`` with ``storage`` in a
+    checkpoint, or None when the rule and storage have no such array (also used by
+    adaptopt.distributed for its unsharded params)."""
+    dtype, scaled = _storage.expected(p, storage)
+    if key in spec.slots:
+        return p.shape, (dtype,) if storage.state == _storage.MATH else (dtype, np.dtype(np.float32))
+    if scaled and key.endswith("_absmax") and key[:-7] in spec.slots:
+        return (_storage.blocks(p),), (np.dtype(np.float32),)
+    if key == "master" and storage.mode == _storage.MASTER:
+        return p.shape, (np.dtype(np.float32),)
+    return None
 
 
 def _immutable(v: Any) -> bool:
