@@ -88,7 +88,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 from . import _core, _rules, _storage, checkpoint
 from ._group import freeze
 from ._state import export_groups
-from .optim import Optimizer, _stats_dict, expected_state
+from .optim import Optimizer, StepOptions, _stats_dict, expected_state
 from .sparse import SparseRows
 
 __all__ = ["ZeroRedundancyOptimizer"]
@@ -401,7 +401,7 @@ def _sumsq(x: np.ndarray, buf: np.ndarray) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-class ZeroRedundancyOptimizer:
+class ZeroRedundancyOptimizer(StepOptions):
     """``optimizer_class`` with its state sharded over the ranks of ``comm`` (see the module
     docstring). ``params`` and the keyword arguments are those of ``optimizer_class`` (param
     groups, hyperparameters, storage options, ``max_grad_norm``, ``skip_nonfinite``,
@@ -616,38 +616,7 @@ class ZeroRedundancyOptimizer:
             self.optim.add_param_group(self._lay_out(g, existing))
             self._finish_groups([g])
 
-    # -- options -----------------------------------------------------------------------------
-    @property
-    def max_grad_norm(self) -> Optional[float]:
-        """Clip each step's mean gradient to this global L2 norm (None: off), as one process."""
-        return self._max_grad_norm
-
-    @max_grad_norm.setter
-    def max_grad_norm(self, value: Optional[float]) -> None:
-        if value is not None:
-            v = _rules.real("max_grad_norm", value)
-            if not v > 0:
-                raise ValueError(f"Invalid max_grad_norm: max_grad_norm={value!r} (must be > 0 or None)")
-        self._max_grad_norm = None if value is None else float(value)
-
-    @property
-    def skip_nonfinite(self) -> bool:
-        """Skip the step on every rank when any rank's gradient holds a NaN or Inf."""
-        return self._skip_nonfinite
-
-    @skip_nonfinite.setter
-    def skip_nonfinite(self, value: bool) -> None:
-        self._skip_nonfinite = _rules.boolean("skip_nonfinite", value)
-
-    @property
-    def track_stats(self) -> bool:
-        """Per-group statistics of each step in ``last_stats`` (those of one process)."""
-        return self._track_stats
-
-    @track_stats.setter
-    def track_stats(self, value: bool) -> None:
-        self._track_stats = _rules.boolean("track_stats", value)
-
+    # -- options: max_grad_norm, skip_nonfinite, track_stats (StepOptions), as in one process --
     @property
     def comm(self) -> Any:
         """The optimizer's own communicator (a duplicate of the one it was given)."""

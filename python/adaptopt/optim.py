@@ -37,7 +37,51 @@ def _stats_dict(s: Any) -> Dict[str, Any]:
             "lr_min": s.lr_min, "lr_mean": s.lr_sum / n, "lr_max": s.lr_max}
 
 
-class Optimizer:
+class StepOptions:
+    """The step options that :class:`Optimizer` and ``distributed.ZeroRedundancyOptimizer``
+    share, validated on assignment."""
+
+    _max_grad_norm: Optional[float]
+    _skip_nonfinite: bool
+    _track_stats: bool
+
+    @property
+    def max_grad_norm(self) -> Optional[float]:
+        """Clip the gradients of each step to this global L2 norm (torch's clip_grad_norm_),
+        fused into the update; None turns clipping off."""
+        return self._max_grad_norm
+
+    @max_grad_norm.setter
+    def max_grad_norm(self, value: Optional[float]) -> None:
+        if value is not None:
+            v = _rules.real("max_grad_norm", value)
+            if not v > 0:
+                raise ValueError(f"Invalid max_grad_norm: max_grad_norm={value!r} (must be > 0 or None)")
+        self._max_grad_norm = None if value is None else float(value)
+
+    @property
+    def skip_nonfinite(self) -> bool:
+        """Skip the whole step (params and state untouched) when any gradient element is NaN or
+        infinite; ``skipped_steps`` counts them."""
+        return self._skip_nonfinite
+
+    @skip_nonfinite.setter
+    def skip_nonfinite(self, value: bool) -> None:
+        self._skip_nonfinite = _rules.boolean("skip_nonfinite", value)
+
+    @property
+    def track_stats(self) -> bool:
+        """Compute per-group statistics in the update pass itself; after each step,
+        ``last_stats[i]`` holds group i's gradient norm, update RMS and the min / mean / max of
+        the effective per-element learning rate (the factor of g in the update, lr/denominator)."""
+        return self._track_stats
+
+    @track_stats.setter
+    def track_stats(self, value: bool) -> None:
+        self._track_stats = _rules.boolean("track_stats", value)
+
+
+class Optimizer(StepOptions):
     """Base class of the optimizers; each subclass sets ``_spec`` (its rule) and declares its
     constructor with torch's arguments.
 
@@ -179,41 +223,6 @@ class Optimizer:
         return group
 
     # -- options -----------------------------------------------------------------------------
-    @property
-    def max_grad_norm(self) -> Optional[float]:
-        """Clip the gradients of each step to this global L2 norm (torch's clip_grad_norm_),
-        fused into the update; None turns clipping off."""
-        return self._max_grad_norm
-
-    @max_grad_norm.setter
-    def max_grad_norm(self, value: Optional[float]) -> None:
-        if value is not None:
-            v = _rules.real("max_grad_norm", value)
-            if not v > 0:
-                raise ValueError(f"Invalid max_grad_norm: max_grad_norm={value!r} (must be > 0 or None)")
-        self._max_grad_norm = None if value is None else float(value)
-
-    @property
-    def skip_nonfinite(self) -> bool:
-        """Skip the whole step (params and state untouched) when any gradient element is NaN or
-        infinite; ``skipped_steps`` counts them."""
-        return self._skip_nonfinite
-
-    @skip_nonfinite.setter
-    def skip_nonfinite(self, value: bool) -> None:
-        self._skip_nonfinite = _rules.boolean("skip_nonfinite", value)
-
-    @property
-    def track_stats(self) -> bool:
-        """Compute per-group statistics in the update pass itself; after each step,
-        ``last_stats[i]`` holds group i's gradient norm, update RMS and the min / mean / max of
-        the effective per-element learning rate (the factor of g in the update, lr/denominator)."""
-        return self._track_stats
-
-    @track_stats.setter
-    def track_stats(self, value: bool) -> None:
-        self._track_stats = _rules.boolean("track_stats", value)
-
     @property
     def sparse_mode(self) -> str:
         """How a SparseRows gradient updates: "lazy" (listed rows only) or "dense"."""
