@@ -1,7 +1,7 @@
 """torch.optim optimizers that run adaptopt's fused kernels on CPU tensors.
 
-``adaptopt.torch.Adam`` (and every other rule: ``RMSprop``, ``Adagrad``, ``Adadelta``, ``AdamW``,
-``SGD``, ``NAdam``, ``RAdam``, ``Adamax``) is a ``torch.optim.Optimizer`` subclass with the
+``adaptopt.torch.Adam``, and the class of every other rule of the registry under the same name as
+in ``adaptopt`` (``adaptopt.torch.__all__``), is a ``torch.optim.Optimizer`` subclass with the
 constructor arguments and defaults of the torch.optim class of the same name (plus adaptopt's
 own options as keywords: e.g. RMSprop's ``nesterov``, ``eps_in_sqrt``, and the storage options
 ``state_dtype``, ``master_weights``, ``stochastic_rounding``, ``seed``). It reads ``p.grad``, and
