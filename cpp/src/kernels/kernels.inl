@@ -111,14 +111,21 @@ AO_INLINE void store_param_sr(V x, StoreOf<kP>* p, typename Companion<V>::U rnd)
   else store_u16(bf16_sr_bits(x, rnd), p);
 }
 
-// Per-lane random bits for elements index .. index + lanes - 1 of a tensor (storage.h).
+// Per-lane random bits for elements index .. index + lanes - 1 of a tensor (storage.h). The high
+// word's mix is a scalar unless the vector's low words wrap past 2^32 (then lanes differ in it).
 template <class V>
 AO_INLINE typename Companion<V>::U lane_random(std::uint64_t key, std::uint64_t index) {
   using U = typename Companion<V>::U;
   const std::uint32_t lo = static_cast<std::uint32_t>(index), hi = static_cast<std::uint32_t>(index >> 32);
-  const U lanes = U::set(lo) + U::iota();
-  const U carry = select(ult(lanes, U::set(lo)), U::set(1u), U::set(0u));  // the index crossed 2^32
-  const U key_hi = U::set(static_cast<std::uint32_t>(key >> 32)) ^ ((U::set(hi) + carry) * U::set(0x27D4EB2Fu));
+  const std::uint32_t khi = static_cast<std::uint32_t>(key >> 32);
+  U key_hi;
+  if (__builtin_expect(lo <= 0xFFFFFFFFu - (V::kLanes - 1), 1)) {
+    key_hi = U::set(khi ^ (hi * 0x27D4EB2Fu));
+  } else {
+    const U lanes = U::set(lo) + U::iota();
+    const U carry = select(ult(lanes, U::set(lo)), U::set(1u), U::set(0u));  // the index crossed 2^32
+    key_hi = U::set(khi) ^ ((U::set(hi) + carry) * U::set(0x27D4EB2Fu));
+  }
   return random_bits(U::set(static_cast<std::uint32_t>(key)), key_hi, lo);
 }
 
@@ -306,11 +313,17 @@ void rule_impl(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_
         const float inv = absmax > 0 ? kQMax / absmax : 0.0f;
         std::uint8_t* codes = static_cast<std::uint8_t*>(t.s[s]);
         const bool is_unsigned = (R::kUnsignedSlots >> s) & 1u;
-        for_each_block<float>(lo, hi, [&](auto tag, std::size_t i) {
-          using V = decltype(tag);
-          const V x = V::load(b.tmp[s] + (i - lo));
-          store_u8(is_unsigned ? q8_encode<false>(x, V::set(inv)) : q8_encode<true>(x, V::set(inv)), codes + i);
-        });
+        auto encode = [&](auto finite_inv) {
+          constexpr bool kF = decltype(finite_inv)::value;
+          for_each_block<float>(lo, hi, [&](auto tag, std::size_t i) {
+            using V = decltype(tag);
+            const V x = V::load(b.tmp[s] + (i - lo));
+            store_u8(is_unsigned ? q8_encode<false, kF>(x, V::set(inv)) : q8_encode<true, kF>(x, V::set(inv)),
+                     codes + i);
+          });
+        };
+        if (inv < __builtin_inff()) encode(std::true_type{});
+        else encode(std::false_type{});
         t.q[s][blk] = absmax;
       }
     }
@@ -431,10 +444,14 @@ void q8_encode_array(const float* x, std::size_t n, std::uint8_t* codes, float* 
     float m = tail.v;
     for (float v : lanes) m = v > m ? v : m;
     const float inv = m > 0 ? kQMax / m : 0.0f;
-    for_each_block<float>(lo, hi, [&](auto tag, std::size_t i) {
-      using V = decltype(tag);
-      store_u8(q8_encode<kSigned>(V::load(x + i), V::set(inv)), codes + i);
-    });
+    auto encode = [&](auto finite_inv) {
+      for_each_block<float>(lo, hi, [&](auto tag, std::size_t i) {
+        using V = decltype(tag);
+        store_u8(q8_encode<kSigned, decltype(finite_inv)::value>(V::load(x + i), V::set(inv)), codes + i);
+      });
+    };
+    if (inv < __builtin_inff()) encode(std::true_type{});
+    else encode(std::false_type{});
     absmax[lo / kQBlock] = m;
   }
 }

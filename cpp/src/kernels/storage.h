@@ -243,13 +243,20 @@ AO_INLINE V load_f16(V tag, const std::uint16_t* p) {
 // stochastic_key); index is the element's index in its tensor (below 2^32 for one vector:
 // base_lo + lane must not wrap, which the caller ensures).
 template <class U>
-AO_INLINE U random_bits(U key_lo, U key_hi, std::uint32_t base_lo) {
-  U x = (U::set(base_lo) + U::iota()) * U::set(0x9E3779B1u) ^ key_lo;
+AO_INLINE U random_mix(U x, U key_lo, U key_hi) {
+  x = x ^ key_lo;
   x = x ^ x.template shr<16>();  // murmur3's finaliser
   x = x * U::set(0x85EBCA6Bu);
   x = x ^ x.template shr<13>();
   x = (x ^ key_hi) * U::set(0xC2B2AE35u);
   return x ^ x.template shr<16>();
+}
+constexpr std::uint32_t kRandomMul = 0x9E3779B1u;
+// (base_lo + lane) * kRandomMul, wrapping, is base_lo * kRandomMul + lane * kRandomMul: one
+// broadcast and one add per vector (lane * kRandomMul is a constant), no multiply.
+template <class U>
+AO_INLINE U random_bits(U key_lo, U key_hi, std::uint32_t base_lo) {
+  return random_mix(U::set(base_lo * kRandomMul) + U::iota() * U::set(kRandomMul), key_lo, key_hi);
 }
 
 // Stochastic rounding to bfloat16: P(round up) = the discarded fraction, exactly (to 2^-16).
@@ -287,18 +294,24 @@ struct QCode {
 };
 
 // Encodes x (times inv_scale = kQMax / absmax, or 0 for an all-zero block) as codes in uint32
-// lanes.
-template <bool kSigned, class V>
+// lanes. kFiniteInv: the caller knows inv_scale is finite (every block but one of subnormals), so
+// ax * inv_scale is 0 for ax = 0 and finite for finite x (a non-finite x gets its code below
+// whatever y is): the two selects become a min.
+template <bool kSigned, bool kFiniteInv = false, class V>
 AO_INLINE typename Companion<V>::U q8_encode(V x, V inv_scale) {
   using U = typename Companion<V>::U;
   using Q = QCode<kSigned>;
   const U b = ubits(x);
-  const U sign = b.template shr<31>();
-  // 0 stays 0 where inv_scale is infinite (a block of subnormals whose absmax is below
-  // kQMax / FLT_MAX): 0 * Inf would be NaN, whose bits make no code.
   const V ax = abs(x);
-  const V y0 = select(lt(V::set(0), ax), ax * inv_scale, V::set(0));
-  const V y = select(lt(V::set(kQMax), y0), V::set(kQMax), y0);  // clamps rounding above kQMax
+  V y;
+  if constexpr (kFiniteInv) {
+    y = min_nan(ax * inv_scale, V::set(kQMax));  // clamps rounding above kQMax
+  } else {
+    // 0 stays 0 where inv_scale is infinite (a block of subnormals whose absmax is below
+    // kQMax / FLT_MAX): 0 * Inf would be NaN, whose bits make no code.
+    const V y0 = select(lt(V::set(0), ax), ax * inv_scale, V::set(0));
+    y = select(lt(V::set(kQMax), y0), V::set(kQMax), y0);  // clamps rounding above kQMax
+  }
   // normal: round the mantissa to 3 bits (nearest even), rebias the exponent
   const U yb = ubits(y);
   const U rn = (yb + U::set(0x7FFFFu) + (yb.template shr<20>() & U::set(1u))).template shr<20>();
@@ -310,7 +323,8 @@ AO_INLINE typename Companion<V>::U q8_encode(V x, V inv_scale) {
   if constexpr (!kSigned) mag = umax(mag, U::set(1u));  // no zero: the smallest code
   // A magnitude that rounds to 0 takes no sign: the code of -0 (0x80) stands for a non-finite
   // value, so a small negative value (or -0.0) must encode as +0, not decode as NaN.
-  const U code = kSigned ? select(ueq(mag, U::set(0u)), mag, mag | sign.template shl<7>()) : mag;
+  U code = mag;
+  if constexpr (kSigned) code = select(ueq(mag, U::set(0u)), mag, mag | (b.template shr<24>() & U::set(0x80u)));
   const auto finite = ult(b & U::set(0x7FFFFFFFu), U::set(0x7F800000u));
   return select(finite, code, U::set(Q::kNonFinite));
 }
