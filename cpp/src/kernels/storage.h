@@ -242,31 +242,40 @@ AO_INLINE V load_f16(V tag, const std::uint16_t* p) {
 // whatever the ISA, thread count or chunking. key mixes the seed and the step (see
 // stochastic_key); index is the element's index in its tensor (below 2^32 for one vector:
 // base_lo + lane must not wrap, which the caller ensures).
+// The hash before its last step (x ^ x >> 16): its high 16 bits are already the result's.
 template <class U>
-AO_INLINE U random_mix(U x, U key_lo, U key_hi) {
-  x = x ^ key_lo;
+AO_INLINE U random_mix(U key_lo, U key_hi, std::uint32_t base_lo) {
+  // (base_lo + lane) * 0x9E3779B1, wrapping, is base_lo * 0x9E3779B1 + lane * 0x9E3779B1: a
+  // broadcast and an add per vector (lane * 0x9E3779B1 is a constant), no multiply.
+  constexpr std::uint32_t kMul = 0x9E3779B1u;
+  U x = (U::set(base_lo * kMul) + U::iota() * U::set(kMul)) ^ key_lo;
   x = x ^ x.template shr<16>();  // murmur3's finaliser
   x = x * U::set(0x85EBCA6Bu);
   x = x ^ x.template shr<13>();
-  x = (x ^ key_hi) * U::set(0xC2B2AE35u);
-  return x ^ x.template shr<16>();
+  return (x ^ key_hi) * U::set(0xC2B2AE35u);
 }
-constexpr std::uint32_t kRandomMul = 0x9E3779B1u;
-// (base_lo + lane) * kRandomMul, wrapping, is base_lo * kRandomMul + lane * kRandomMul: one
-// broadcast and one add per vector (lane * kRandomMul is a constant), no multiply.
 template <class U>
 AO_INLINE U random_bits(U key_lo, U key_hi, std::uint32_t base_lo) {
-  return random_mix(U::set(base_lo * kRandomMul) + U::iota() * U::set(kRandomMul), key_lo, key_hi);
+  const U x = random_mix(key_lo, key_hi, base_lo);
+  return x ^ x.template shr<16>();
+}
+// random_bits(...) >> 16, one xor fewer: (x ^ x >> 16) >> 16 == x >> 16.
+template <class U>
+AO_INLINE U random_bits_hi16(U key_lo, U key_hi, std::uint32_t base_lo) {
+  return random_mix(key_lo, key_hi, base_lo).template shr<16>();
 }
 
 // Stochastic rounding to bfloat16: P(round up) = the discarded fraction, exactly (to 2^-16).
+// rnd16: 16 random bits (the high half of random_bits) per lane. An infinity keeps its bits
+// (adding below 2^16 does not carry out of its zero mantissa), as nearest-even rounding keeps
+// them; a NaN becomes a quiet NaN as bf16_rne_bits makes it.
 template <class V>
-AO_INLINE typename Companion<V>::U bf16_sr_bits(V x, typename Companion<V>::U rnd) {
+AO_INLINE typename Companion<V>::U bf16_sr_bits(V x, typename Companion<V>::U rnd16) {
   using U = typename Companion<V>::U;
   const U b = ubits(x);
-  const U sr = (b + rnd.template shr<16>()).template shr<16>();
-  const U finite = U::set(0x7F800000u);
-  return select(ult(b & U::set(0x7FFFFFFFu), finite), sr, bf16_rne_bits(x));
+  const U sr = (b + rnd16).template shr<16>();
+  const U nan = b.template shr<16>() | U::set(0x40u);
+  return select(ult(U::set(0x7F800000u), b & U::set(0x7FFFFFFFu)), nan, sr);
 }
 // Stochastic rounding to float16: between the neighbours toward and away from zero, up with
 // probability (|x| - |lo|) / (|hi| - |lo|) (24 random bits).
