@@ -323,8 +323,11 @@ AO_INLINE typename Companion<V>::U q8_encode(V x, V inv_scale) {
   }
   // normal: round the mantissa to 3 bits (nearest even), rebias the exponent
   const U yb = ubits(y);
-  const U rn = (yb + U::set(0x7FFFFu) + (yb.template shr<20>() & U::set(1u))).template shr<20>();
-  const U normal = rn - U::set(static_cast<std::uint32_t>(127 - Q::kBias) << 3);
+  // (rebiasing before the shift: yb >= the bits of kMinNormal, above the subtrahend, wherever
+  // this value is used, so nothing borrows; one add fewer)
+  const U normal = (yb + U::set(0x7FFFFu - (static_cast<std::uint32_t>(127 - Q::kBias) << 23)) +
+                    (yb.template shr<20>() & U::set(1u)))
+                       .template shr<20>();
   // subnormal: y / 2^(1 - bias - 3), rounded to an integer (nearest even); 8 means the smallest
   // normal, which is also its code
   const U sub = to_uint(y * V::set(Q::kSubScale));
@@ -346,6 +349,7 @@ AO_INLINE V q8_decode(typename Companion<V>::U code, V scale) {
   const V normal = fbits(mag.template shl<20>() + U::set(static_cast<std::uint32_t>(127 - Q::kBias) << 23));
   const V sub = to_float(mag) * V::set(Q::kSubUnit);
   V y = select(ult(mag, U::set(8u)), sub, normal) * scale;
-  if constexpr (kSigned) y = fbits(ubits(y) | (code & U::set(0x80u)).template shl<24>());
+  // (the shift first: then the and and the or make one ternary-logic instruction on AVX-512)
+  if constexpr (kSigned) y = fbits(ubits(y) | (code.template shl<24>() & U::set(0x80000000u)));
   return select(ueq(code, U::set(Q::kNonFinite)), V::set(__builtin_nanf("")), y);
 }
