@@ -55,6 +55,8 @@ AO_INLINE ScalarF fbits(ScalarU x) { return {__builtin_bit_cast(float, x.v)}; }
 AO_INLINE ScalarM lt(ScalarF a, ScalarF b) { return {a.v < b.v}; }
 AO_INLINE ScalarM ult(ScalarU a, ScalarU b) { return {a.v < b.v}; }
 AO_INLINE ScalarM ueq(ScalarU a, ScalarU b) { return {a.v == b.v}; }
+// a < b for lanes below 2^31 (then as ult; AVX2 compares them in one instruction, signed).
+AO_INLINE ScalarM slt(ScalarU a, ScalarU b) { return {a.v < b.v}; }
 AO_INLINE ScalarF select(ScalarM m, ScalarF a, ScalarF b) { return m.v ? a : b; }
 AO_INLINE ScalarU select(ScalarM m, ScalarU a, ScalarU b) { return m.v ? a : b; }
 // Nonnegative float (an integer value, below 2^31) to uint32, and uint32 (below 2^24) to float.
@@ -129,6 +131,7 @@ AO_INLINE M8 ult(U32x8 a, U32x8 b) {  // unsigned <, through the sign flip
   return {_mm256_cmpgt_epi32(_mm256_xor_si256(b.v, s), _mm256_xor_si256(a.v, s))};
 }
 AO_INLINE M8 ueq(U32x8 a, U32x8 b) { return {_mm256_cmpeq_epi32(a.v, b.v)}; }
+AO_INLINE M8 slt(U32x8 a, U32x8 b) { return {_mm256_cmpgt_epi32(b.v, a.v)}; }  // lanes < 2^31
 AO_INLINE F32x8 select(M8 m, F32x8 a, F32x8 b) { return {_mm256_blendv_ps(b.v, a.v, _mm256_castsi256_ps(m.v))}; }
 AO_INLINE U32x8 select(M8 m, U32x8 a, U32x8 b) { return {_mm256_blendv_epi8(b.v, a.v, m.v)}; }
 AO_INLINE U32x8 to_uint(F32x8 x) { return {_mm256_cvtps_epi32(x.v)}; }  // MXCSR: nearest even
@@ -184,6 +187,7 @@ AO_INLINE F32x16 fbits(U32x16 x) { return {_mm512_castsi512_ps(x.v)}; }
 AO_INLINE M16 lt(F32x16 a, F32x16 b) { return {_mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ)}; }
 AO_INLINE M16 ult(U32x16 a, U32x16 b) { return {_mm512_cmplt_epu32_mask(a.v, b.v)}; }
 AO_INLINE M16 ueq(U32x16 a, U32x16 b) { return {_mm512_cmpeq_epu32_mask(a.v, b.v)}; }
+AO_INLINE M16 slt(U32x16 a, U32x16 b) { return {_mm512_cmpgt_epi32_mask(b.v, a.v)}; }  // lanes < 2^31
 AO_INLINE F32x16 select(M16 m, F32x16 a, F32x16 b) { return {_mm512_mask_blend_ps(m.v, b.v, a.v)}; }
 AO_INLINE U32x16 select(M16 m, U32x16 a, U32x16 b) { return {_mm512_mask_blend_epi32(m.v, b.v, a.v)}; }
 AO_INLINE U32x16 to_uint(F32x16 x) { return {_mm512_cvtps_epi32(x.v)}; }
@@ -231,7 +235,7 @@ AO_INLINE typename Companion<V>::U bf16_rne_bits(V x) {
   const U b = ubits(x);
   const U r = (b + U::set(0x7FFFu) + (b.template shr<16>() & U::set(1u))).template shr<16>();
   const U nan = b.template shr<16>() | U::set(0x40u);
-  return select(ult(U::set(0x7F800000u), b & U::set(0x7FFFFFFFu)), nan, r);
+  return select(slt(U::set(0x7F800000u), b & U::set(0x7FFFFFFFu)), nan, r);
 }
 template <class V>
 AO_INLINE V load_f16(V tag, const std::uint16_t* p) {
@@ -275,7 +279,7 @@ AO_INLINE typename Companion<V>::U bf16_sr_bits(V x, typename Companion<V>::U rn
   const U b = ubits(x);
   const U sr = (b + rnd16).template shr<16>();
   const U nan = b.template shr<16>() | U::set(0x40u);
-  return select(ult(U::set(0x7F800000u), b & U::set(0x7FFFFFFFu)), nan, sr);
+  return select(slt(U::set(0x7F800000u), b & U::set(0x7FFFFFFFu)), nan, sr);
 }
 // Stochastic rounding to float16: between the neighbours toward and away from zero, up with
 // probability (|x| - |lo|) / (|hi| - |lo|) (24 random bits).
@@ -337,7 +341,7 @@ AO_INLINE typename Companion<V>::U q8_encode(V x, V inv_scale) {
   // value, so a small negative value (or -0.0) must encode as +0, not decode as NaN.
   U code = mag;
   if constexpr (kSigned) code = select(ueq(mag, U::set(0u)), mag, mag | (b.template shr<24>() & U::set(0x80u)));
-  const auto finite = ult(b & U::set(0x7FFFFFFFu), U::set(0x7F800000u));
+  const auto finite = slt(b & U::set(0x7FFFFFFFu), U::set(0x7F800000u));
   return select(finite, code, U::set(Q::kNonFinite));
 }
 
@@ -348,7 +352,7 @@ AO_INLINE V q8_decode(typename Companion<V>::U code, V scale) {
   const U mag = code & U::set(Q::kMag);
   const V normal = fbits(mag.template shl<20>() + U::set(static_cast<std::uint32_t>(127 - Q::kBias) << 23));
   const V sub = to_float(mag) * V::set(Q::kSubUnit);
-  V y = select(ult(mag, U::set(8u)), sub, normal) * scale;
+  V y = select(slt(mag, U::set(8u)), sub, normal) * scale;
   // (the shift first: then the and and the or make one ternary-logic instruction on AVX-512)
   if constexpr (kSigned) y = fbits(ubits(y) | (code.template shl<24>() & U::set(0x80000000u)));
   return select(ueq(code, U::set(Q::kNonFinite)), V::set(__builtin_nanf("")), y);
