@@ -105,21 +105,32 @@ AO_INLINE void store_param(V x, StoreOf<kP>* p) {
   else if constexpr (kP == DType::BF16) store_u16(bf16_rne_bits(x), p);
   else x.store(p);
 }
-template <DType kP, class V>
-AO_INLINE void store_param_sr(V x, StoreOf<kP>* p, typename Companion<V>::U rnd) {
-  if constexpr (kP == DType::F16) store_u16(f16_sr_bits(x, rnd), p);
-  else store_u16(bf16_sr_bits(x, rnd), p);
-}
 
-// Per-lane random bits for elements index .. index + lanes - 1 of a tensor (storage.h).
-template <class V>
+// Per-lane random bits for elements index .. index + lanes - 1 of a tensor (storage.h), all 32
+// (kHi16 false) or their high 16. The high word's mix is a scalar unless the vector's low words
+// wrap past 2^32 (then lanes differ in it).
+template <class V, bool kHi16>
 AO_INLINE typename Companion<V>::U lane_random(std::uint64_t key, std::uint64_t index) {
   using U = typename Companion<V>::U;
   const std::uint32_t lo = static_cast<std::uint32_t>(index), hi = static_cast<std::uint32_t>(index >> 32);
-  const U lanes = U::set(lo) + U::iota();
-  const U carry = select(ult(lanes, U::set(lo)), U::set(1u), U::set(0u));  // the index crossed 2^32
-  const U key_hi = U::set(static_cast<std::uint32_t>(key >> 32)) ^ ((U::set(hi) + carry) * U::set(0x27D4EB2Fu));
-  return random_bits(U::set(static_cast<std::uint32_t>(key)), key_hi, lo);
+  const std::uint32_t khi = static_cast<std::uint32_t>(key >> 32);
+  U key_hi;
+  if (__builtin_expect(lo <= 0xFFFFFFFFu - (V::kLanes - 1), 1)) {
+    key_hi = U::set(khi ^ (hi * 0x27D4EB2Fu));
+  } else {
+    const U lanes = U::set(lo) + U::iota();
+    const U carry = select(ult(lanes, U::set(lo)), U::set(1u), U::set(0u));  // the index crossed 2^32
+    key_hi = U::set(khi) ^ ((U::set(hi) + carry) * U::set(0x27D4EB2Fu));
+  }
+  const U key_lo = U::set(static_cast<std::uint32_t>(key));
+  if constexpr (kHi16) return random_bits_hi16(key_lo, key_hi, lo);
+  else return random_bits(key_lo, key_hi, lo);
+}
+
+template <DType kP, class V>
+AO_INLINE void store_param_sr(V x, StoreOf<kP>* p, std::uint64_t key, std::uint64_t index) {
+  if constexpr (kP == DType::F16) store_u16(f16_sr_bits(x, lane_random<V, false>(key, index)), p);
+  else store_u16(bf16_sr_bits(x, lane_random<V, true>(key, index)), p);
 }
 
 // |x| if x is finite, else 0: what a block's absmax is taken over.
@@ -156,8 +167,12 @@ struct QBlock {
   using WF = typename Wide<float>::type;
   float scale[kMaxSlots];
   alignas(64) float tmp[kMaxSlots][kQBlock];
-  WF wide_max[kMaxSlots];
-  Scalar<float> tail_max[kMaxSlots];
+};
+// The running absmax of each slot, apart from QBlock: the stores into QBlock::tmp cannot alias it,
+// so the compiler keeps it in registers through a block.
+struct QMax {
+  QBlock::WF wide[kMaxSlots];
+  Scalar<float> tail[kMaxSlots];
 };
 
 template <class V, class T, unsigned kUnsigned>
@@ -165,6 +180,7 @@ struct Slots<V, T, StateKind::Q8, kUnsigned> {
   void* const* s;
   std::size_t i, j;
   QBlock* b;
+  QMax* m;
   AO_INLINE V load(int k) const {
     const auto code = load_u8(V{}, static_cast<const std::uint8_t*>(s[k]) + i);
     if ((kUnsigned >> k) & 1u) return q8_decode<false>(code, V::set(b->scale[k]));
@@ -172,8 +188,8 @@ struct Slots<V, T, StateKind::Q8, kUnsigned> {
   }
   AO_INLINE void store(int k, V v) const {
     v.store(b->tmp[k] + j);
-    if constexpr (V::kLanes == 1) b->tail_max[k] = max_nan(b->tail_max[k], finite_abs(v));
-    else b->wide_max[k] = max_nan(b->wide_max[k], finite_abs(v));
+    if constexpr (V::kLanes == 1) m->tail[k] = max_nan(m->tail[k], finite_abs(v));
+    else m->wide[k] = max_nan(m->wide[k], finite_abs(v));
   }
 };
 
@@ -274,7 +290,7 @@ void rule_impl(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_
       pn.store(master + i);
       store_param<kP>(pn, p + i);
     } else if constexpr (kM == ParamMode::Stochastic) {
-      store_param_sr<kP>(pn, p + i, lane_random<V>(t.key, t.index + i));
+      store_param_sr<kP>(pn, p + i, t.key, t.index + i);
     } else {
       store_param<kP>(pn, p + i);
     }
@@ -289,28 +305,35 @@ void rule_impl(const Hyper& h, const TensorRef& t, std::size_t begin, std::size_
     QBlock b;
     for (std::size_t lo = begin; lo < end; lo += kQBlock) {
       const std::size_t hi = lo + kQBlock < end ? lo + kQBlock : end, blk = lo / kQBlock;
+      QMax mx;
       for (int s = 0; s < kMaxSlots; ++s) {
-        b.wide_max[s] = WF::set(0);
-        b.tail_max[s] = Scalar<float>::set(0);
+        mx.wide[s] = WF::set(0);
+        mx.tail[s] = Scalar<float>::set(0);
         b.scale[s] = ((t.needed >> s) & 1u) ? t.q[s][blk] / kQMax : 0.0f;
       }
       for_each_block<T>(lo, hi, [&](auto tag, std::size_t i) {
-        element(tag, i, Slots<decltype(tag), T, StateKind::Q8, R::kUnsignedSlots>{t.s, i, i - lo, &b});
+        element(tag, i, Slots<decltype(tag), T, StateKind::Q8, R::kUnsignedSlots>{t.s, i, i - lo, &b, &mx});
       });
       for (int s = 0; s < kMaxSlots; ++s) {
         if (!((t.needed >> s) & 1u)) continue;
         float lanes[WF::kLanes];
-        b.wide_max[s].store(lanes);
-        float absmax = b.tail_max[s].v;
+        mx.wide[s].store(lanes);
+        float absmax = mx.tail[s].v;
         for (float x : lanes) absmax = x > absmax ? x : absmax;
         const float inv = absmax > 0 ? kQMax / absmax : 0.0f;
         std::uint8_t* codes = static_cast<std::uint8_t*>(t.s[s]);
         const bool is_unsigned = (R::kUnsignedSlots >> s) & 1u;
-        for_each_block<float>(lo, hi, [&](auto tag, std::size_t i) {
-          using V = decltype(tag);
-          const V x = V::load(b.tmp[s] + (i - lo));
-          store_u8(is_unsigned ? q8_encode<false>(x, V::set(inv)) : q8_encode<true>(x, V::set(inv)), codes + i);
-        });
+        auto encode = [&](auto finite_inv) {
+          constexpr bool kF = decltype(finite_inv)::value;
+          for_each_block<float>(lo, hi, [&](auto tag, std::size_t i) {
+            using V = decltype(tag);
+            const V x = V::load(b.tmp[s] + (i - lo));
+            store_u8(is_unsigned ? q8_encode<false, kF>(x, V::set(inv)) : q8_encode<true, kF>(x, V::set(inv)),
+                     codes + i);
+          });
+        };
+        if (inv < __builtin_inff()) encode(std::true_type{});
+        else encode(std::false_type{});
         t.q[s][blk] = absmax;
       }
     }
@@ -431,10 +454,14 @@ void q8_encode_array(const float* x, std::size_t n, std::uint8_t* codes, float* 
     float m = tail.v;
     for (float v : lanes) m = v > m ? v : m;
     const float inv = m > 0 ? kQMax / m : 0.0f;
-    for_each_block<float>(lo, hi, [&](auto tag, std::size_t i) {
-      using V = decltype(tag);
-      store_u8(q8_encode<kSigned>(V::load(x + i), V::set(inv)), codes + i);
-    });
+    auto encode = [&](auto finite_inv) {
+      for_each_block<float>(lo, hi, [&](auto tag, std::size_t i) {
+        using V = decltype(tag);
+        store_u8(q8_encode<kSigned, decltype(finite_inv)::value>(V::load(x + i), V::set(inv)), codes + i);
+      });
+    };
+    if (inv < __builtin_inff()) encode(std::true_type{});
+    else encode(std::false_type{});
     absmax[lo / kQBlock] = m;
   }
 }

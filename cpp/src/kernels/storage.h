@@ -55,6 +55,8 @@ AO_INLINE ScalarF fbits(ScalarU x) { return {__builtin_bit_cast(float, x.v)}; }
 AO_INLINE ScalarM lt(ScalarF a, ScalarF b) { return {a.v < b.v}; }
 AO_INLINE ScalarM ult(ScalarU a, ScalarU b) { return {a.v < b.v}; }
 AO_INLINE ScalarM ueq(ScalarU a, ScalarU b) { return {a.v == b.v}; }
+// a < b for lanes below 2^31 (then as ult; AVX2 compares them in one instruction, signed).
+AO_INLINE ScalarM slt(ScalarU a, ScalarU b) { return {a.v < b.v}; }
 AO_INLINE ScalarF select(ScalarM m, ScalarF a, ScalarF b) { return m.v ? a : b; }
 AO_INLINE ScalarU select(ScalarM m, ScalarU a, ScalarU b) { return m.v ? a : b; }
 // Nonnegative float (an integer value, below 2^31) to uint32, and uint32 (below 2^24) to float.
@@ -129,6 +131,7 @@ AO_INLINE M8 ult(U32x8 a, U32x8 b) {  // unsigned <, through the sign flip
   return {_mm256_cmpgt_epi32(_mm256_xor_si256(b.v, s), _mm256_xor_si256(a.v, s))};
 }
 AO_INLINE M8 ueq(U32x8 a, U32x8 b) { return {_mm256_cmpeq_epi32(a.v, b.v)}; }
+AO_INLINE M8 slt(U32x8 a, U32x8 b) { return {_mm256_cmpgt_epi32(b.v, a.v)}; }  // lanes < 2^31
 AO_INLINE F32x8 select(M8 m, F32x8 a, F32x8 b) { return {_mm256_blendv_ps(b.v, a.v, _mm256_castsi256_ps(m.v))}; }
 AO_INLINE U32x8 select(M8 m, U32x8 a, U32x8 b) { return {_mm256_blendv_epi8(b.v, a.v, m.v)}; }
 AO_INLINE U32x8 to_uint(F32x8 x) { return {_mm256_cvtps_epi32(x.v)}; }  // MXCSR: nearest even
@@ -184,6 +187,7 @@ AO_INLINE F32x16 fbits(U32x16 x) { return {_mm512_castsi512_ps(x.v)}; }
 AO_INLINE M16 lt(F32x16 a, F32x16 b) { return {_mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ)}; }
 AO_INLINE M16 ult(U32x16 a, U32x16 b) { return {_mm512_cmplt_epu32_mask(a.v, b.v)}; }
 AO_INLINE M16 ueq(U32x16 a, U32x16 b) { return {_mm512_cmpeq_epu32_mask(a.v, b.v)}; }
+AO_INLINE M16 slt(U32x16 a, U32x16 b) { return {_mm512_cmpgt_epi32_mask(b.v, a.v)}; }  // lanes < 2^31
 AO_INLINE F32x16 select(M16 m, F32x16 a, F32x16 b) { return {_mm512_mask_blend_ps(m.v, b.v, a.v)}; }
 AO_INLINE U32x16 select(M16 m, U32x16 a, U32x16 b) { return {_mm512_mask_blend_epi32(m.v, b.v, a.v)}; }
 AO_INLINE U32x16 to_uint(F32x16 x) { return {_mm512_cvtps_epi32(x.v)}; }
@@ -231,7 +235,7 @@ AO_INLINE typename Companion<V>::U bf16_rne_bits(V x) {
   const U b = ubits(x);
   const U r = (b + U::set(0x7FFFu) + (b.template shr<16>() & U::set(1u))).template shr<16>();
   const U nan = b.template shr<16>() | U::set(0x40u);
-  return select(ult(U::set(0x7F800000u), b & U::set(0x7FFFFFFFu)), nan, r);
+  return select(slt(U::set(0x7F800000u), b & U::set(0x7FFFFFFFu)), nan, r);
 }
 template <class V>
 AO_INLINE V load_f16(V tag, const std::uint16_t* p) {
@@ -242,24 +246,40 @@ AO_INLINE V load_f16(V tag, const std::uint16_t* p) {
 // whatever the ISA, thread count or chunking. key mixes the seed and the step (see
 // stochastic_key); index is the element's index in its tensor (below 2^32 for one vector:
 // base_lo + lane must not wrap, which the caller ensures).
+// The hash before its last step (x ^ x >> 16): its high 16 bits are already the result's.
 template <class U>
-AO_INLINE U random_bits(U key_lo, U key_hi, std::uint32_t base_lo) {
-  U x = (U::set(base_lo) + U::iota()) * U::set(0x9E3779B1u) ^ key_lo;
+AO_INLINE U random_mix(U key_lo, U key_hi, std::uint32_t base_lo) {
+  // (base_lo + lane) * 0x9E3779B1, wrapping, is base_lo * 0x9E3779B1 + lane * 0x9E3779B1: a
+  // broadcast and an add per vector (lane * 0x9E3779B1 is a constant), no multiply.
+  constexpr std::uint32_t kMul = 0x9E3779B1u;
+  U x = (U::set(base_lo * kMul) + U::iota() * U::set(kMul)) ^ key_lo;
   x = x ^ x.template shr<16>();  // murmur3's finaliser
   x = x * U::set(0x85EBCA6Bu);
   x = x ^ x.template shr<13>();
-  x = (x ^ key_hi) * U::set(0xC2B2AE35u);
+  return (x ^ key_hi) * U::set(0xC2B2AE35u);
+}
+template <class U>
+AO_INLINE U random_bits(U key_lo, U key_hi, std::uint32_t base_lo) {
+  const U x = random_mix(key_lo, key_hi, base_lo);
   return x ^ x.template shr<16>();
+}
+// random_bits(...) >> 16, one xor fewer: (x ^ x >> 16) >> 16 == x >> 16.
+template <class U>
+AO_INLINE U random_bits_hi16(U key_lo, U key_hi, std::uint32_t base_lo) {
+  return random_mix(key_lo, key_hi, base_lo).template shr<16>();
 }
 
 // Stochastic rounding to bfloat16: P(round up) = the discarded fraction, exactly (to 2^-16).
+// rnd16: 16 random bits (the high half of random_bits) per lane. An infinity keeps its bits
+// (adding below 2^16 does not carry out of its zero mantissa), as nearest-even rounding keeps
+// them; a NaN becomes a quiet NaN as bf16_rne_bits makes it.
 template <class V>
-AO_INLINE typename Companion<V>::U bf16_sr_bits(V x, typename Companion<V>::U rnd) {
+AO_INLINE typename Companion<V>::U bf16_sr_bits(V x, typename Companion<V>::U rnd16) {
   using U = typename Companion<V>::U;
   const U b = ubits(x);
-  const U sr = (b + rnd.template shr<16>()).template shr<16>();
-  const U finite = U::set(0x7F800000u);
-  return select(ult(b & U::set(0x7FFFFFFFu), finite), sr, bf16_rne_bits(x));
+  const U sr = (b + rnd16).template shr<16>();
+  const U nan = b.template shr<16>() | U::set(0x40u);
+  return select(slt(U::set(0x7F800000u), b & U::set(0x7FFFFFFFu)), nan, sr);
 }
 // Stochastic rounding to float16: between the neighbours toward and away from zero, up with
 // probability (|x| - |lo|) / (|hi| - |lo|) (24 random bits).
@@ -287,22 +307,31 @@ struct QCode {
 };
 
 // Encodes x (times inv_scale = kQMax / absmax, or 0 for an all-zero block) as codes in uint32
-// lanes.
-template <bool kSigned, class V>
+// lanes. kFiniteInv: the caller knows inv_scale is finite (every block but one of subnormals), so
+// ax * inv_scale is 0 for ax = 0 and finite for finite x (a non-finite x gets its code below
+// whatever y is): the two selects become a min.
+template <bool kSigned, bool kFiniteInv = false, class V>
 AO_INLINE typename Companion<V>::U q8_encode(V x, V inv_scale) {
   using U = typename Companion<V>::U;
   using Q = QCode<kSigned>;
   const U b = ubits(x);
-  const U sign = b.template shr<31>();
-  // 0 stays 0 where inv_scale is infinite (a block of subnormals whose absmax is below
-  // kQMax / FLT_MAX): 0 * Inf would be NaN, whose bits make no code.
   const V ax = abs(x);
-  const V y0 = select(lt(V::set(0), ax), ax * inv_scale, V::set(0));
-  const V y = select(lt(V::set(kQMax), y0), V::set(kQMax), y0);  // clamps rounding above kQMax
+  V y;
+  if constexpr (kFiniteInv) {
+    y = min_nan(ax * inv_scale, V::set(kQMax));  // clamps rounding above kQMax
+  } else {
+    // 0 stays 0 where inv_scale is infinite (a block of subnormals whose absmax is below
+    // kQMax / FLT_MAX): 0 * Inf would be NaN, whose bits make no code.
+    const V y0 = select(lt(V::set(0), ax), ax * inv_scale, V::set(0));
+    y = select(lt(V::set(kQMax), y0), V::set(kQMax), y0);  // clamps rounding above kQMax
+  }
   // normal: round the mantissa to 3 bits (nearest even), rebias the exponent
   const U yb = ubits(y);
-  const U rn = (yb + U::set(0x7FFFFu) + (yb.template shr<20>() & U::set(1u))).template shr<20>();
-  const U normal = rn - U::set(static_cast<std::uint32_t>(127 - Q::kBias) << 3);
+  // (rebiasing before the shift: yb >= the bits of kMinNormal, above the subtrahend, wherever
+  // this value is used, so nothing borrows; one add fewer)
+  const U normal = (yb + U::set(0x7FFFFu - (static_cast<std::uint32_t>(127 - Q::kBias) << 23)) +
+                    (yb.template shr<20>() & U::set(1u)))
+                       .template shr<20>();
   // subnormal: y / 2^(1 - bias - 3), rounded to an integer (nearest even); 8 means the smallest
   // normal, which is also its code
   const U sub = to_uint(y * V::set(Q::kSubScale));
@@ -310,8 +339,9 @@ AO_INLINE typename Companion<V>::U q8_encode(V x, V inv_scale) {
   if constexpr (!kSigned) mag = umax(mag, U::set(1u));  // no zero: the smallest code
   // A magnitude that rounds to 0 takes no sign: the code of -0 (0x80) stands for a non-finite
   // value, so a small negative value (or -0.0) must encode as +0, not decode as NaN.
-  const U code = kSigned ? select(ueq(mag, U::set(0u)), mag, mag | sign.template shl<7>()) : mag;
-  const auto finite = ult(b & U::set(0x7FFFFFFFu), U::set(0x7F800000u));
+  U code = mag;
+  if constexpr (kSigned) code = select(ueq(mag, U::set(0u)), mag, mag | (b.template shr<24>() & U::set(0x80u)));
+  const auto finite = slt(b & U::set(0x7FFFFFFFu), U::set(0x7F800000u));
   return select(finite, code, U::set(Q::kNonFinite));
 }
 
@@ -322,7 +352,8 @@ AO_INLINE V q8_decode(typename Companion<V>::U code, V scale) {
   const U mag = code & U::set(Q::kMag);
   const V normal = fbits(mag.template shl<20>() + U::set(static_cast<std::uint32_t>(127 - Q::kBias) << 23));
   const V sub = to_float(mag) * V::set(Q::kSubUnit);
-  V y = select(ult(mag, U::set(8u)), sub, normal) * scale;
-  if constexpr (kSigned) y = fbits(ubits(y) | (code & U::set(0x80u)).template shl<24>());
+  V y = select(slt(mag, U::set(8u)), sub, normal) * scale;
+  // (the shift first: then the and and the or make one ternary-logic instruction on AVX-512)
+  if constexpr (kSigned) y = fbits(ubits(y) | (code.template shl<24>() & U::set(0x80000000u)));
   return select(ueq(code, U::set(Q::kNonFinite)), V::set(__builtin_nanf("")), y);
 }
