@@ -36,9 +36,9 @@ venv_py="$tmp/venv/bin/python"
 # The bench extra too: its tests drive the bandwidth-probe kernel, which nothing else runs.
 log "building with -DADAPTOPT_SANITIZE=ON ($build_type), build dir $tmp/build"
 "$venv_py" -m pip install -v "$repo[test,bench]" \
-  -Ccmake.define.ADAPTOPT_SANITIZE=ON \
-  -Ccmake.build-type="$build_type" \
-  -Cbuild-dir="$tmp/build" >"$tmp/build.log" 2>&1 || {
+  --config-settings=cmake.define.ADAPTOPT_SANITIZE=ON \
+  --config-settings=cmake.build-type="$build_type" \
+  --config-settings=build-dir="$tmp/build" >"$tmp/build.log" 2>&1 || {
   tail -n 80 "$tmp/build.log"
   echo "sanitize: build failed (full log: $tmp/build.log)" >&2
   SANITIZE_KEEP=1

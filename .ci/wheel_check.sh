@@ -69,8 +69,8 @@ echo "wheel_check: tools ready: $(auditwheel --version | head -1 | cut -d' ' -f1
 
 # ------------------------------------------------------------------------------ 1. build + repair
 # Build isolation, and a build dir of our own: the project's build/ is never read or written.
-"$tpy" -m pip wheel "$repo" --no-deps -w "$work/dist" -Cbuild-dir="$work/build" \
-  -Ccmake.define.CMAKE_EXPORT_COMPILE_COMMANDS=ON >"$work/build.log" 2>&1 ||
+"$tpy" -m pip wheel "$repo" --no-deps -w "$work/dist" --config-settings=build-dir="$work/build" \
+  --config-settings=cmake.define.CMAKE_EXPORT_COMPILE_COMMANDS=ON >"$work/build.log" 2>&1 ||
   { tail -40 "$work/build.log" | show /dev/stdin; fatal "pip wheel (log: $work/build.log)"; }
 raw_wheels=("$work"/dist/adaptopt-*.whl)
 [[ ${#raw_wheels[@]} -eq 1 && -f "${raw_wheels[0]}" ]] || fatal "expected one wheel in $work/dist"

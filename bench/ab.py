@@ -54,7 +54,7 @@ def build(src: Path, out: Path) -> Path:
     """Builds the package at ``src`` and unpacks it into ``out`` (returned)."""
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", str(src), "--no-deps", "-w", tmp,
-                        f"-Cbuild-dir={Path(tmp) / 'build'}"], check=True)
+                        f"--config-settings=build-dir={Path(tmp) / 'build'}"], check=True)
         out.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(next(Path(tmp).glob("adaptopt-*.whl"))) as z:
             z.extractall(out)
