@@ -97,9 +97,11 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--min-time", type=float, default=0.3)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "adaptopt-ab")
+    ap.add_argument("--current", type=Path, help="an unpacked wheel of the working tree built earlier "
+                    "(default: build it now)")
     args = ap.parse_args(argv)
     base = base_package(args.base, args.cache)
-    current = build(ROOT, Path(tempfile.mkdtemp(prefix="adaptopt-ab-current-")))
+    current = args.current or build(ROOT, Path(tempfile.mkdtemp(prefix="adaptopt-ab-current-")))
     cases = []
     for algo in args.algos.split(","):
         name, _, kw = algo.partition(":")

@@ -75,10 +75,12 @@ def main(argv=None) -> None:
                     help="arguments of each trainer-loop run (default: --rounds 8; a value that "
                          "starts with a dash needs the = form: --trainer-args=--quick)")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "adaptopt-ab")
+    ap.add_argument("--current", type=Path, help="an unpacked wheel of the working tree built earlier "
+                    "(default: build it now)")
     ap.add_argument("--json", type=Path, help="write every run's results here")
     args = ap.parse_args(argv)
     base = base_package(args.base, args.cache)
-    current = build(ROOT, Path(tempfile.mkdtemp(prefix="adaptopt-ab-current-")))
+    current = args.current or build(ROOT, Path(tempfile.mkdtemp(prefix="adaptopt-ab-current-")))
     script_dir = Path(tempfile.mkdtemp(prefix="adaptopt-trainer-"))
     shutil.copy(ROOT / "python" / "adaptopt" / "bench" / "trainer.py", script_dir / "trainer.py")
     sides = [("base", base, {})]
