@@ -23,7 +23,7 @@ from .schema import Machine
 
 MIN_STEPS = 3  # timed steps per measurement, at least
 BATCH_TIME = 1e-3  # steps shorter than this are timed in batches of about this length
-SETTLE = 0.005  # s of sleep before a measurement: the last one's idle OpenMP workers go to sleep
+SETTLE = 0.005  # s of sleep before a measurement: the last one's idle pool workers go to sleep
 GC_BYTES = 64 << 20  # after measurements on arrays this large, collect reference cycles (~0.1 s)
 # so that the next measurement finds the memory free
 

@@ -211,7 +211,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--params", type=int, default=4, help="params the N elements are split into")
     ap.add_argument("--reps", type=int, default=7, help="timed repetitions per size (median)")
     ap.add_argument("--bucket-mib", type=float, default=32.0, help="bucket size in MiB")
-    ap.add_argument("--threads", type=int, default=1, help="OpenMP threads per rank (default 1)")
+    ap.add_argument("--threads", type=int, default=1, help="adaptopt threads per rank (default 1)")
     ap.add_argument("--json", help="write the results here (rank 0)")
     ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                     help="before each size, wait (at most this long) until other processes have kept "
