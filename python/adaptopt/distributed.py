@@ -340,19 +340,7 @@ class _GroupLayout:
 def _local_step(optim: Optimizer, grads: List[Any], scale: float, want_stats: bool) -> Optional[List[Any]]:
     """Steps the local params whose gradient is not None, each gradient times ``scale`` inside the
     kernels; returns per-group StepStats (of the gradients as given)."""
-    natives, hypers, on_apply = [], [], []
-    for gi, (group, b) in enumerate(zip(optim.param_groups, optim._bindings)):
-        b.check_params(gi, group)
-        optim._check_storage(gi, group, b)
-        built = b.hyper(gi, group, optim._resolved)
-        native = b.native
-        if not b.complete:
-            new = b.missing_state(grads[b.first:b.first + len(b.params)])
-            if new is not None:
-                bufs, masters, native = new
-                on_apply += [(b, "bufs", bufs), (b, "masters", masters), (b, "native", native)]
-        natives.append(native)
-        hypers.append(built.hyper)
+    natives, hypers, on_apply = optim._native_args(grads)
     _, _, stats = _core.multi_step(natives, hypers, grads, -1.0, False, False, want_stats, None, on_apply, scale)
     return stats
 

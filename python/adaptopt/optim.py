@@ -277,7 +277,21 @@ class Optimizer(StepOptions):
                              f"got {len(grads)}")
         if self._sparse_mode == "dense":
             grads = densify(grads, self._all_params())
-        natives, hypers, on_apply = [], [], []
+        natives, hypers, on_apply = self._native_args(grads)
+        clip = self._max_grad_norm
+        norm, _, stats = _core.multi_step(natives, hypers, grads, -1.0 if clip is None else clip,
+                                          self._skip_nonfinite, False, self._track_stats, self._counts,
+                                          on_apply)
+        self.last_grad_norm = norm
+        self.last_stats = None if stats is None else [_stats_dict(s) for s in stats]
+
+    def _native_args(self, grads: Sequence[Any]) -> Tuple[List[Any], List[Any], List[Any]]:
+        """Checks every group's params, storage and hyperparameters and creates missing state;
+        returns the native groups, their hyperparameters and the on_apply list of
+        ``_core.multi_step`` (the new state is kept, by the native step, only if it applies)."""
+        natives: List[Any] = []
+        hypers: List[Any] = []
+        on_apply: List[Any] = []
         for gi, (group, b) in enumerate(zip(self.param_groups, self._bindings)):
             b.check_params(gi, group)
             self._check_storage(gi, group, b)
@@ -285,17 +299,12 @@ class Optimizer(StepOptions):
             native = b.native
             if not b.complete:
                 new = b.missing_state(grads[b.first:b.first + len(b.params)])
-                if new is not None:  # kept, by the native step, only if the step applies
+                if new is not None:
                     bufs, masters, native = new
                     on_apply += [(b, "bufs", bufs), (b, "masters", masters), (b, "native", native)]
             natives.append(native)
             hypers.append(built.hyper)
-        clip = self._max_grad_norm
-        norm, _, stats = _core.multi_step(natives, hypers, grads, -1.0 if clip is None else clip,
-                                          self._skip_nonfinite, False, self._track_stats, self._counts,
-                                          on_apply)
-        self.last_grad_norm = norm
-        self.last_stats = None if stats is None else [_stats_dict(s) for s in stats]
+        return natives, hypers, on_apply
 
     def _check_storage(self, gi: int, group: Dict[str, Any], b: GroupBinding) -> None:
         """Storage options changed in the group dict: allowed (and applied) only while the group
