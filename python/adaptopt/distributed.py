@@ -88,7 +88,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 from . import _core, _rules, _storage, checkpoint
 from ._group import freeze
 from ._state import export_groups
-from .optim import Optimizer, StepOptions, _stats_dict, expected_state
+from .optim import Optimizer, StepOptions, _stats_dict, expected_state, param_groups_of
 from .sparse import SparseRows
 
 __all__ = ["ZeroRedundancyOptimizer"]
@@ -463,15 +463,7 @@ class ZeroRedundancyOptimizer(StepOptions):
         return [flat[o:o + n].reshape(tuple(s)) for o, n, s in zip(offsets, sizes, shapes)]
 
     def _normalize(self, params: Any) -> List[Dict[str, Any]]:
-        if isinstance(params, np.ndarray):
-            raise TypeError("params: expected an iterable of numpy arrays or of param-group dicts, "
-                            "got a single ndarray (wrap it in a list)")
-        groups = list(params)
-        if not groups:
-            raise ValueError("params: optimizer got an empty parameter list")
-        if not isinstance(groups[0], dict):
-            groups = [{"params": groups}]
-        return [self._normalize_group(g) for g in groups]
+        return [self._normalize_group(g) for g in param_groups_of(params)]
 
     @staticmethod
     def _normalize_group(g: Any) -> Dict[str, Any]:

@@ -37,6 +37,20 @@ def _stats_dict(s: Any) -> Dict[str, Any]:
             "lr_min": s.lr_min, "lr_mean": s.lr_sum / n, "lr_max": s.lr_max}
 
 
+def param_groups_of(params: Any) -> List[Any]:
+    """The constructor's ``params`` as a list of groups (torch's rule: an iterable of arrays is one
+    group, an iterable of dicts is the groups); refuses a bare ndarray and an empty list."""
+    if isinstance(params, np.ndarray):
+        raise TypeError("params: expected an iterable of numpy arrays or of param-group dicts, "
+                        "got a single ndarray (wrap it in a list)")
+    groups = list(params)
+    if not groups:
+        raise ValueError("params: optimizer got an empty parameter list")
+    if not isinstance(groups[0], dict):
+        groups = [{"params": groups}]
+    return groups
+
+
 class StepOptions:
     """The step options that :class:`Optimizer` and ``distributed.ZeroRedundancyOptimizer``
     share, validated on assignment."""
@@ -128,15 +142,7 @@ class Optimizer(StepOptions):
         self.param_groups: List[Dict[str, Any]] = []
         self._bindings: List[GroupBinding] = []
         spec.build(self._resolved(self.defaults))
-        if isinstance(params, np.ndarray):
-            raise TypeError("params: expected an iterable of numpy arrays or of param-group dicts, "
-                            "got a single ndarray (wrap it in a list)")
-        groups = list(params)
-        if not groups:
-            raise ValueError("params: optimizer got an empty parameter list")
-        if not isinstance(groups[0], dict):
-            groups = [{"params": groups}]
-        for g in groups:
+        for g in param_groups_of(params):
             self._add_param_group(g)
 
     # -- groups ------------------------------------------------------------------------------
